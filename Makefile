@@ -1,0 +1,31 @@
+# `make book` builds the book (the main job); `make test` runs every test. Both create the
+# environment in .venv first if it is missing or older than requirements.txt / pyproject.toml.
+VENV  := .venv
+BIN   := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: env book test unit clean
+
+env: $(STAMP)
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(BIN)/python || python3 -m venv $(VENV)
+	$(BIN)/python -m pip install -q -r requirements.txt
+	$(BIN)/python -m pip install -q --no-deps -e .
+	touch $(STAMP)
+
+# Executes every chapter; -W turns any warning into a failure.
+book: env
+	$(BIN)/jupyter-book build . -W --keep-going
+
+# Unit tests, the notebook pair check, nbval on every chapter, and the browser check of the
+# built book (so the book is built first).
+test: book
+	$(BIN)/python -m pytest --nbval-lax -v --durations=0
+
+# The unit tests alone (fast, no book build, no notebooks).
+unit: env
+	$(BIN)/python -m pytest tests -v
+
+clean:
+	rm -rf _build

@@ -1,0 +1,89 @@
+"""Train the book's flip-flop GRU and write its checkpoint and JSON card.
+
+    python -m seplib.flipflop --hidden 2 --seed 0 --out rnn_params/flipflop_gru_2d/
+
+Deterministic for a seed on CPU. The card records the task, the training, the error on fresh
+trials, and the attractors and saddle of the field f(h) = speed * (G(0, h) - h) / dt.
+"""
+import argparse
+import json
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .flow import find_attractors, find_saddle, separatrix_point
+from .rnn import FlipFlopRNN, flipflop_error, flipflop_trials, gru_vector_field
+
+TASK = {"n_steps": 100, "pulse_prob": 0.05}
+
+
+def train_flipflop(n_hidden=2, seed=0, steps=1500, batch=64, lr=1e-2, cell="gru", progress=True):
+    """Train a FlipFlopRNN with Adam on fresh flip-flop trials each step (MSE on the output)."""
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = FlipFlopRNN(1, n_hidden, 1, cell)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 20)
+    bar = tqdm(range(steps), desc="flip-flop", disable=not progress, mininterval=0.5)
+    for step in bar:
+        u, target = flipflop_trials(batch, generator=gen, **TASK)
+        out, _ = model(u)
+        loss = ((out - target) ** 2).mean()
+        opt.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        sched.step()
+        if step % 50 == 0:
+            bar.set_postfix(mse=f"{loss.item():.4f}")
+    return model.eval().requires_grad_(False)
+
+
+def describe(model, speed, dt):
+    """Attractors, separatrix point and saddle (with its eigenvalues) of the network's field."""
+    field = gru_vector_field(model, speed=speed, dt=dt)
+    n = model.rnn.hidden_size
+    attractors = find_attractors(field, n, spread=1.0)
+    card = {"attractors": attractors.tolist()}
+    if len(attractors) == 2:
+        point = separatrix_point(field, attractors[0], attractors[1])
+        saddle, eig = find_saddle(field, point, attractors[0], attractors[1])
+        card.update(separatrix_point=point.tolist(), saddle=saddle.tolist(),
+                    saddle_eigenvalues=[[z.real, z.imag] for z in eig.tolist()])
+    return card
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--hidden", type=int, default=2)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--steps", type=int, default=1500)
+    ap.add_argument("--speed", type=float, default=6.0, help="speed factor of the book's field")
+    ap.add_argument("--dt", type=float, default=1.0)
+    ap.add_argument("--out", type=Path, default=Path("rnn_params/flipflop_gru_2d"))
+    args = ap.parse_args(argv)
+
+    torch.use_deterministic_algorithms(True)
+    model = train_flipflop(args.hidden, args.seed, args.steps)
+    error = flipflop_error(model, **TASK)
+    card = {
+        "task": {"name": "1-bit flip-flop", **TASK, "first_step_pulse": True,
+                 "target": "sign of the most recent pulse"},
+        "training": {"seed": args.seed, "steps": args.steps, "batch": 64, "lr": 1e-2,
+                     "optimizer": "Adam, cosine decay to lr/20, grad-norm clip 1", "loss": "MSE"},
+        "n_in": 1, "n_hidden": args.hidden, "n_out": 1, "cell": "gru",
+        "error_fresh_trials": error, "error_threshold": 0.02,
+        "error_definition": "fraction of time steps where sign(output) != target, 500 fresh trials",
+        "torch_version": torch.__version__,
+        "field": {"speed": args.speed, "dt": args.dt, "formula": "speed * (G(0, h) - h) / dt"},
+        **describe(model, args.speed, args.dt),
+    }
+    args.out.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), args.out / "model.pt")
+    (args.out / "card.json").write_text(json.dumps(card, indent=2) + "\n")
+    print(json.dumps(card, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,124 @@
+"""Ground truth by integration: attractors, basins, bisection to the separatrix, the saddle."""
+import torch
+from torchdiffeq import odeint
+
+
+def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
+    """Integrate dx/dt = field(x) from ``x0`` (``[..., d]``) at the times ``t``: ``[len(t), ..., d]``."""
+    t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    with torch.no_grad():
+        return odeint(lambda _t, x: field(x), x0, t, method=method, rtol=rtol, atol=atol)
+
+
+def final_state(field, x0, T):
+    """Where each point of ``x0`` is after time ``T``."""
+    return integrate(field, x0, [0.0, float(T)])[-1]
+
+
+def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e-2, dtype=torch.float32):
+    """Attractors of ``field``: integrate ``n_starts`` random starts from N(0, spread^2 I) for time
+    ``T``, keep the end points where the flow has stopped, merge those closer than ``tol``.
+
+    Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
+    """
+    gen = torch.Generator().manual_seed(seed)
+    x0 = spread * torch.randn(n_starts, dim, generator=gen, dtype=dtype)
+    ends = final_state(field, x0, T)
+    with torch.no_grad():
+        speed = field(ends).norm(dim=-1)
+    ends = ends[torch.isfinite(speed) & (speed < tol)]
+    if len(ends) == 0:
+        raise RuntimeError(f"no start settled within T={T}: raise T or check that the field has attractors")
+    centres, counts = [], []
+    for p in ends:
+        for i, c in enumerate(centres):
+            if (p - c).norm() < 10 * tol:
+                counts[i] += 1
+                break
+        else:
+            centres.append(p)
+            counts.append(1)
+    # A saddle can catch a start that lies on its stable manifold; an attractor catches many.
+    centres = [c for c, n in zip(centres, counts) if n >= max(2, n_starts // 100)]
+    centres = sorted(centres, key=lambda c: tuple(round(v, 4) for v in c.tolist()))
+    return torch.stack(centres)
+
+
+def basin_labels(field, x, attractors, T=60.0, tol=5e-2):
+    """Index of the attractor that each point of ``x`` (``[N, d]``) reaches within time ``T``.
+
+    A point whose end state is farther than ``tol`` from every attractor is labelled -1: it has
+    not converged (it may sit near the separatrix or the saddle), and we report it, not guess.
+    """
+    attractors = torch.as_tensor(attractors, dtype=x.dtype, device=x.device)
+    ends = final_state(field, x, T)
+    dist = torch.cdist(ends.reshape(-1, ends.shape[-1]), attractors)
+    best, label = dist.min(dim=-1)
+    label[~(best < tol)] = -1
+    return label.reshape(x.shape[:-1])
+
+
+def _nearer(field, x, a, b, T):
+    """True where the flow from x ends nearer to b than to a."""
+    end = final_state(field, x, T)
+    return (end - b).norm(dim=-1) < (end - a).norm(dim=-1)
+
+
+def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32):
+    """Bisection for the separatrix crossing along a batch of ``n_curves`` curves.
+
+    ``curve(s)`` maps parameters ``s`` (``Tensor[n_curves]`` in [0, 1]) to points
+    ``[n_curves, d]``, with ``curve(0)`` in the basin of attractor ``a`` and ``curve(1)`` in that
+    of ``b``. Returns the crossing parameters (``Tensor[n_curves]``), each to within 2^-n_iter.
+    """
+    lo = torch.zeros(n_curves, dtype=dtype, device=a.device)
+    hi = torch.ones_like(lo)
+    for _ in range(n_iter):
+        mid = (lo + hi) / 2
+        to_b = _nearer(field, curve(mid), a, b, T)
+        hi = torch.where(to_b, mid, hi)
+        lo = torch.where(to_b, lo, mid)
+    return (lo + hi) / 2
+
+
+def separatrix_point(field, a, b, T=60.0, n_iter=30):
+    """A point on the separatrix between attractors ``a`` and ``b``, by bisection along the segment."""
+    a = torch.as_tensor(a)
+    b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+    s = bisect(field, lambda s: a + s[:, None] * (b - a), a, b, 1, T, n_iter, dtype=a.dtype)
+    return a + s[0] * (b - a)
+
+
+def jacobian(field, x):
+    """The Jacobian df/dx at a single point ``x`` (``[d]``)."""
+    return torch.autograd.functional.jacobian(field, x)
+
+
+def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol=1e-5):
+    """The saddle on the separatrix through ``point``, and the eigenvalues of its Jacobian.
+
+    Edge tracking: a point on the separatrix flows towards the saddle, but rounding pushes it off
+    into a basin. So we flow for a short time ``tau``, bisect again across the separatrix along
+    the line through a and b, and repeat; then polish with Newton's method on f(x) = 0.
+    Returns ``(saddle [d], eigenvalues [d] complex)``.
+    """
+    x = torch.as_tensor(point)
+    a, b = torch.as_tensor(a, dtype=x.dtype), torch.as_tensor(b, dtype=x.dtype)
+    width = 0.05 * (b - a)
+    for _ in range(rounds):
+        x = integrate(field, x, [0.0, tau])[-1]
+        lo, hi = x - width, x + width
+        if not (_nearer(field, hi[None], a, b, T) & ~_nearer(field, lo[None], a, b, T)).item():
+            break  # the segment no longer straddles the separatrix: the point has settled
+        s = bisect(field, lambda s: lo + s[:, None] * (hi - lo), a, b, 1, T, 24, dtype=x.dtype)
+        x = lo + s[0] * (hi - lo)
+    for _ in range(n_newton):
+        fx = field(x)
+        if fx.norm() < tol:
+            break
+        J = jacobian(field, x)
+        x = x - torch.linalg.lstsq(J, fx.unsqueeze(-1)).solution.squeeze(-1)
+    if not field(x).norm() < 10 * tol:
+        raise RuntimeError(f"no fixed point found near {torch.as_tensor(point).tolist()}: "
+                           f"|f| = {field(x).norm():.2e} at {x.tolist()}")
+    return x.detach(), torch.linalg.eigvals(jacobian(field, x))

@@ -1,0 +1,193 @@
+"""Deep Koopman eigenfunctions: the network, the objectives, the loss and ``fit_kef``.
+
+We train psi so that  grad psi(x) . f(x) = lambda * R(psi(x))  with lambda > 0. Along a
+trajectory psi then grows like exp(lambda t) away from its zero set, so a trajectory can never
+cross psi = 0: the zero level set is an invariant set that splits the two basins, the separatrix.
+"""
+import copy
+import math
+import time
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .sampling import MultiscaleGaussian
+
+OBJECTIVES = {
+    "standard": lambda psi: psi,              # R(psi) = psi
+    "squashed": lambda psi: psi - psi**3,     # R(psi) = psi - psi^3: psi -> +-1 at the attractors
+}
+
+
+def default_device():
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def mlp(dim, width=64, depth=2):
+    """The default psi: a tanh MLP  dim -> width -> ... -> 1."""
+    layers, n_in = [], dim
+    for _ in range(depth):
+        layers += [nn.Linear(n_in, width), nn.Tanh()]
+        n_in = width
+    layers.append(nn.Linear(n_in, 1))
+    return nn.Sequential(*layers)
+
+
+class KEF(nn.Module):
+    """A trained eigenfunction: ``kef(x)`` maps ``Tensor[..., d]`` to ``Tensor[...]``.
+
+    ``net`` is the underlying module (``[N, d] -> [N, 1]``); ``loss_history_`` holds the loss of
+    every epoch and ``fit_seconds_`` the training time.
+    """
+
+    def __init__(self, net, dim, rhs="standard", eigenvalue=1.0):
+        super().__init__()
+        self.net, self.dim, self.rhs, self.eigenvalue = net, dim, rhs, eigenvalue
+        self.loss_history_ = []
+        self.fit_seconds_ = None
+
+    def forward(self, x):
+        """psi at ``x`` (``[..., d]``), computed on the network's device, returned on x's."""
+        p = next(self.net.parameters())
+        out = self.net(x.reshape(-1, self.dim).to(device=p.device, dtype=p.dtype))
+        return out.reshape(x.shape[:-1]).to(device=x.device, dtype=x.dtype)
+
+
+def resolve_rhs(rhs):
+    """``"standard"``, ``"squashed"`` or a callable R(psi); a string is looked up, never evaluated."""
+    if callable(rhs):
+        return rhs
+    if isinstance(rhs, str) and rhs in OBJECTIVES:
+        return OBJECTIVES[rhs]
+    raise ValueError(f"rhs must be 'standard', 'squashed' or a callable R(psi), got {rhs!r}")
+
+
+def directional_derivative(net, x, v):
+    """psi(x) and grad psi(x) . v, by forward-mode AD: one pass, no Jacobian is formed."""
+    return torch.func.jvp(net, (x,), (v,))
+
+
+def kef_loss(psi, dpsi, rhs, eigenvalue, balance_weight, perm, min_side=0.05):
+    """The KEF loss on a batch laid out as ``[n_scales, n, 1]``.
+
+    Per scale, the residual of  grad psi . f / lambda = R(psi)  is divided by the same residual
+    with R(psi) taken at shuffled points: a constant or zero psi scores 1, not 0, so the trivial
+    solutions do not win.
+
+    The balance term stops psi from keeping one sign. The classic form, |mean psi / std psi| per
+    scale, also pulls the zero set towards the middle of each Gaussian, which moves it off the
+    separatrix. Ours acts only while one sign holds less than ``min_side`` of all the samples
+    (counted softly), so it vanishes once psi takes both signs and leaves the zero set where the
+    residual puts it.
+    """
+    lhs = dpsi / eigenvalue
+    r = rhs(psi)
+    residual = ((lhs - r) ** 2).mean(dim=(1, 2))
+    shuffled = ((lhs - r[:, perm]) ** 2).mean(dim=(1, 2))
+    eig = (residual / shuffled).mean()
+    positive = torch.sigmoid(10 * psi / psi.std()).mean()   # soft fraction of psi > 0
+    minority = torch.minimum(positive, 1 - positive)
+    balance = torch.relu(min_side - minority) / min_side
+    return eig + balance_weight * balance
+
+
+def _check_field(field, dim, device):
+    probe = torch.randn(4, dim, device=device)
+    out = field(probe)
+    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ValueError(f"the field returned shape {shape} for input of shape {tuple(probe.shape)}: "
+                         f"f must map Tensor[..., {dim}] to a tensor of the same shape")
+
+
+def _check_model(net, dim, device):
+    with torch.no_grad():
+        out = net(torch.zeros(3, dim, device=device))
+    if out.shape not in ((3,), (3, 1)):
+        raise ValueError(f"the model returned shape {tuple(out.shape)} for input of shape (3, {dim}): "
+                         "psi must map [N, d] to [N, 1] (or [N])")
+
+
+def fit_kef(field, dim, *, rhs="standard", eigenvalue=1.0, scales=(0.01, 0.1, 0.5, 1.0, 2.0, 4.0),
+            mean=None, cov=None, epochs=1500, batch_size=256, lr=3e-3, balance_weight=1.0,
+            seed=0, device=None, model=None, progress=True, callback=None):
+    """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
+
+    Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
+    ``scales``, and takes one Adam step whose learning rate decays from ``lr`` to ``lr / 100``
+    over ``epochs`` (cosine). ``model`` is any module mapping [N, dim] to [N, 1]; by default a
+    tanh MLP. ``callback(epoch, kef)``, if given, runs after every step. Returns a ``KEF`` with
+    ``loss_history_``; its zero set is the separatrix.
+    """
+    if not (isinstance(eigenvalue, (int, float)) and eigenvalue > 0 and math.isfinite(eigenvalue)):
+        raise ValueError(f"eigenvalue must be a finite number > 0, got {eigenvalue!r}: "
+                         "a positive eigenvalue makes psi grow away from the separatrix")
+    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
+        if not (isinstance(value, int) and value > 0):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be > 0, got {lr!r}")
+    if balance_weight < 0:
+        raise ValueError(f"balance_weight must be >= 0, got {balance_weight!r}")
+    R = resolve_rhs(rhs)
+    sampler = MultiscaleGaussian(dim, scales, mean, cov)
+    device = torch.device(device) if device is not None else default_device()
+    _check_field(field, dim, device)
+
+    if model is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = mlp(dim)
+    net = model.to(device)
+    _check_model(net, dim, device)
+    kef = KEF(net, dim, rhs, float(eigenvalue))
+
+    gen = torch.Generator().manual_seed(seed)
+    opt = torch.optim.Adam(net.parameters(), lr=lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=lr / 100)
+    start = time.perf_counter()
+    bar = tqdm(range(epochs), desc=f"KEF ({rhs if isinstance(rhs, str) else 'custom'})",
+               disable=not progress, mininterval=0.5)
+    net.train()
+    for epoch in bar:
+        x = sampler.sample(batch_size, gen, device=device)
+        with torch.no_grad():
+            fx = field(x)
+        if not torch.isfinite(fx).all():
+            raise FloatingPointError(f"the field returned NaN or inf at epoch {epoch}: check f on "
+                                     "the sampled region (scales, mean), or clip the field")
+        psi, dpsi = directional_derivative(net, x.reshape(-1, dim), fx.reshape(-1, dim))
+        psi = psi.reshape(len(sampler.scales), batch_size, 1)
+        dpsi = dpsi.reshape(psi.shape)
+        perm = torch.randperm(batch_size, generator=gen).to(device)
+        loss = kef_loss(psi, dpsi, R, eigenvalue, balance_weight, perm)
+        if not torch.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss.item()} at epoch {epoch}: training "
+                                     "diverged; lower lr or the eigenvalue, or shrink the scales")
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        kef.loss_history_.append(loss.item())
+        if epoch % 50 == 0:
+            bar.set_postfix(loss=f"{loss.item():.4f}")
+        if callback is not None:
+            callback(epoch + 1, kef)
+    net.eval()
+    kef.fit_seconds_ = time.perf_counter() - start
+    return kef
+
+
+def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):
+    """Train once for ``max(at_epochs)`` epochs and return a frozen copy of psi at each of
+    ``at_epochs``: one training shows how the zero set settles."""
+    at = sorted(set(int(e) for e in at_epochs))
+    copies = {}
+
+    def keep(epoch, kef):
+        if epoch in at:
+            copies[epoch] = copy.deepcopy(kef).eval()
+
+    fit_kef(field, dim, epochs=at[-1], callback=keep, **fit_kw)
+    return [copies[e] for e in at]

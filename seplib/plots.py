@@ -1,0 +1,149 @@
+"""The figures the chapters show. Each takes an optional ``ax`` and returns it."""
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.lines import Line2D
+
+from .validate import grid
+
+ZERO_STYLE = dict(colors="gold", linewidths=2.5, linestyles="--")
+
+
+def _ax(ax, figsize=(5.5, 4.5)):
+    return plt.subplots(figsize=figsize)[1] if ax is None else ax
+
+
+def _field_on_grid(field, lo, hi, n):
+    X, Y, pts = grid(lo, hi, n)
+    with torch.no_grad():
+        F = field(pts)
+    return X.numpy(), Y.numpy(), F[:, 0].reshape(X.shape).numpy(), F[:, 1].reshape(X.shape).numpy()
+
+
+def _points(ax, attractors=None, separatrix_point=None):
+    if attractors is not None:
+        a = torch.as_tensor(attractors).cpu()
+        ax.scatter(a[:, 0], a[:, 1], c="tab:green", s=60, edgecolor="k", zorder=5, label="attractors")
+    if separatrix_point is not None:
+        p = torch.as_tensor(separatrix_point).cpu().reshape(-1, 2)
+        ax.scatter(p[:, 0], p[:, 1], c="tab:red", s=70, edgecolor="k", zorder=5, label="separatrix point")
+
+
+def _finish(ax, title, xlabel, ylabel):
+    ax.set_aspect("equal")
+    ax.set_title(title)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+
+
+def phase_portrait(field, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attractors=None,
+                   separatrix_point=None, n=41, title="Vector field", labels=("$x$", "$y$")):
+    """Streamlines of a 2-D field, with its attractors and a separatrix point."""
+    ax = _ax(ax)
+    X, Y, U, V = _field_on_grid(field, lo, hi, n)
+    ax.streamplot(X, Y, U, V, color=np.hypot(U, V), cmap="Blues", linewidth=1.0, density=1.2)
+    _points(ax, attractors, separatrix_point)
+    _finish(ax, title, *labels)
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def samples(points, ax=None, title="Training samples", labels=("$x$", "$y$")):
+    """A scatter of samples ``[N, 2]`` (or ``[n_scales, n, 2]``, one colour per scale)."""
+    ax = _ax(ax)
+    pts = torch.as_tensor(points).cpu()
+    pts = pts[None] if pts.dim() == 2 else pts
+    for i, p in enumerate(pts):
+        ax.scatter(p[:, 0], p[:, 1], s=4, alpha=0.35, label=f"scale {i}" if len(pts) > 1 else None)
+    _finish(ax, title, *labels)
+    return ax
+
+
+def trajectories(traj, ax=None, attractors=None, separatrix_point=None, title="Sample trajectories",
+                 labels=("$x$", "$y$")):
+    """Trajectories ``[time, n, 2]`` (as from ``integrate``), each with a dot at its start."""
+    ax = _ax(ax)
+    traj = torch.as_tensor(traj).cpu()
+    colors = plt.cm.tab10(np.arange(traj.shape[1]) % 10)
+    for i in range(traj.shape[1]):
+        ax.plot(traj[:, i, 0], traj[:, i, 1], color=colors[i], lw=1.5)
+        ax.scatter(traj[0, i, 0], traj[0, i, 1], color=colors[i], s=20)
+    _points(ax, attractors, separatrix_point)
+    _finish(ax, title, *labels)
+    ax.legend(loc="upper right", fontsize=8)
+    return ax
+
+
+def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attractors=None,
+               separatrix_point=None, true_separatrix=None, n=161, title="KEF level sets",
+               labels=("$x$", "$y$"), colorbar=True):
+    """Filled level sets of psi with its zero contour (gold, dashed) over the field's streamlines.
+
+    ``true_separatrix`` is either a function whose zero set is the separatrix (drawn as a black
+    line) or points ``[N, 2]`` on it (drawn as black dots), e.g. crossings found by bisection.
+    """
+    ax = _ax(ax)
+    X, Y, pts = grid(lo, hi, n)
+    with torch.no_grad():
+        Z = kef(pts).reshape(X.shape).cpu().numpy()
+    X, Y = X.numpy(), Y.numpy()
+    lim = np.nanmax(np.abs(Z)) or 1.0
+    filled = ax.contourf(X, Y, Z, levels=31, cmap="coolwarm", vmin=-lim, vmax=lim)
+    if colorbar:
+        plt.colorbar(filled, ax=ax, label=r"$\psi$")
+    handles = [Line2D([], [], color="gold", lw=2.5, ls="--", label=r"$\psi = 0$")]
+    if Z.min() < 0 < Z.max():
+        ax.contour(X, Y, Z, levels=[0.0], **ZERO_STYLE)
+    if field is not None:
+        Xs, Ys, U, V = _field_on_grid(field, lo, hi, 41)
+        ax.streamplot(Xs, Ys, U, V, color="k", density=1.0, linewidth=0.6, arrowsize=0.8)
+    if callable(true_separatrix):
+        with torch.no_grad():
+            S = true_separatrix(torch.as_tensor(pts)).reshape(X.shape).numpy()
+        ax.contour(X, Y, S, levels=[0.0], colors="k", linewidths=1.5)
+        handles.append(Line2D([], [], color="k", lw=1.5, label="true separatrix"))
+    elif true_separatrix is not None:
+        t = torch.as_tensor(true_separatrix).cpu()
+        ax.scatter(t[:, 0], t[:, 1], c="k", s=6, zorder=4)
+        handles.append(Line2D([], [], color="k", marker="o", ls="", ms=3, label="true separatrix"))
+    _points(ax, attractors, separatrix_point)
+    _finish(ax, title, *labels)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    h, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + h, loc="upper right", fontsize=8, framealpha=0.85)
+    return ax
+
+
+def kef_1d(kef, analytic=None, lo=-0.95, hi=0.95, ax=None, title="1D KEF"):
+    """psi against x for a 1-D system, with the analytic KEF rescaled to psi by least squares."""
+    ax = _ax(ax, (5.5, 3.5))
+    x = torch.linspace(lo, hi, 401).unsqueeze(-1)
+    with torch.no_grad():
+        psi = kef(x).reshape(-1)
+    ax.plot(x[:, 0], psi, lw=2.5, label=r"learned $\psi$")
+    if analytic is not None:
+        ref = analytic(x[:, 0])
+        scale = (psi * ref).sum() / (ref * ref).sum()
+        ax.plot(x[:, 0], scale * ref, "k--", lw=1.5, label=f"analytic (x {scale:.3g})")
+    ax.axhline(0, color="grey", lw=0.8)
+    ax.axvline(0, color="grey", lw=0.8)
+    ax.set_xlabel("$x$")
+    ax.set_ylabel(r"$\psi(x)$")
+    ax.set_title(title)
+    ax.legend(fontsize=8)
+    return ax
+
+
+def loss_curve(*kefs, labels=None, ax=None, title="Training loss"):
+    """The loss history of one or more KEFs (log scale)."""
+    ax = _ax(ax, (5.5, 3.5))
+    for i, k in enumerate(kefs):
+        ax.plot(k.loss_history_, lw=1, label=labels[i] if labels else None)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("loss")
+    ax.set_title(title)
+    if labels:
+        ax.legend(fontsize=8)
+    return ax

@@ -1,0 +1,141 @@
+"""The flip-flop network: its task, its continuous-time field, and a safe checkpoint loader."""
+from pathlib import Path
+
+import torch
+from torch import nn
+
+BOOK_CHECKPOINT = Path(__file__).resolve().parent.parent / "rnn_params" / "flipflop_gru_2d" / "model.pt"
+REGENERATE = "python -m seplib.flipflop --hidden 2 --seed 0 --out rnn_params/flipflop_gru_2d/"
+GATES = {"gru": 3, "rnn": 1}  # rows of weight_hh per hidden unit
+
+
+class FlipFlopRNN(nn.Module):
+    """``rnn`` (a one-layer ``nn.GRU`` or tanh ``nn.RNN``) and a ``linear`` read-out.
+
+    Inputs are sequence-first, ``[T, B, n_in]``; ``forward`` returns the outputs ``[T, B, n_out]``
+    and the hidden states ``[T, B, n_hidden]``.
+    """
+
+    def __init__(self, n_in=1, n_hidden=2, n_out=1, cell="gru"):
+        super().__init__()
+        if cell not in GATES:
+            raise ValueError(f"cell must be 'gru' or 'rnn', got {cell!r}")
+        self.cell = cell
+        self.rnn = (nn.GRU if cell == "gru" else nn.RNN)(n_in, n_hidden)
+        self.linear = nn.Linear(n_hidden, n_out)
+
+    def forward(self, u, h0=None):
+        h, _ = self.rnn(u, h0)
+        return self.linear(h), h
+
+    def step(self, u, h):
+        """One recurrent update G(u, h) for ``u: [..., n_in]``, ``h: [..., n_hidden]``.
+
+        Written out from the weights (the equations of ``nn.GRU``/``nn.RNN``) so that it takes any
+        batch shape and can be differentiated on any device in eval mode.
+        """
+        r = self.rnn
+        gi = u @ r.weight_ih_l0.T + r.bias_ih_l0
+        gh = h @ r.weight_hh_l0.T + r.bias_hh_l0
+        if self.cell == "rnn":
+            return torch.tanh(gi + gh)
+        i_r, i_z, i_n = gi.chunk(3, dim=-1)
+        h_r, h_z, h_n = gh.chunk(3, dim=-1)
+        reset, update = torch.sigmoid(i_r + h_r), torch.sigmoid(i_z + h_z)
+        candidate = torch.tanh(i_n + reset * h_n)
+        return (1 - update) * candidate + update * h
+
+
+def gru_vector_field(model, speed=1.0, dt=1.0):
+    """The autonomous continuous-time field of a flip-flop network with zero input:
+    f(h) = speed * (G(0, h) - h) / dt. Takes ``[..., n_hidden]`` on any device, computes on the
+    model's device and returns on the input's device and dtype."""
+    p = next(model.parameters())
+    n_in = model.rnn.input_size
+
+    def field(h):
+        hm = h.to(device=p.device, dtype=p.dtype)
+        u = hm.new_zeros(*hm.shape[:-1], n_in)
+        return (speed * (model.step(u, hm) - hm) / dt).to(device=h.device, dtype=h.dtype)
+
+    return field
+
+
+# ---- the task -------------------------------------------------------------------------------
+
+def flipflop_trials(n_trials, n_steps=100, pulse_prob=0.05, generator=None):
+    """One-bit flip-flop trials: inputs ``[n_steps, n_trials, 1]`` of +-1 pulses at random times
+    (one always at t = 0, so the memory is defined from the start), targets holding the sign of
+    the most recent pulse."""
+    pulse = torch.rand(n_steps, n_trials, generator=generator) < pulse_prob
+    pulse[0] = True
+    sign = torch.where(torch.rand(n_steps, n_trials, generator=generator) < 0.5, -1.0, 1.0)
+    u = torch.where(pulse, sign, torch.zeros(()))
+    target = torch.empty_like(u)
+    held = u[0]
+    for t in range(n_steps):
+        held = torch.where(pulse[t], u[t], held)
+        target[t] = held
+    return u.unsqueeze(-1), target.unsqueeze(-1)
+
+
+def flipflop_error(model, n_trials=500, n_steps=100, pulse_prob=0.05, seed=12345):
+    """Fraction of time steps, on fresh trials, where the output's sign differs from the target."""
+    gen = torch.Generator().manual_seed(seed)
+    u, target = flipflop_trials(n_trials, n_steps, pulse_prob, gen)
+    p = next(model.parameters())
+    with torch.no_grad():
+        out, _ = model(u.to(p.device, p.dtype))
+    return (torch.sign(out.cpu()) != target).float().mean().item()
+
+
+# ---- loading --------------------------------------------------------------------------------
+
+def load_flipflop_gru(path=None, device="cpu"):
+    """Load a flip-flop network saved as a state_dict (``rnn.*``, ``linear.*``), raw or under
+    ``"model_state_dict"``/``"state_dict"``, with ``torch.load(weights_only=True)``.
+
+    Sizes are read from the weights. Returns the model in eval mode with gradients off. Never
+    falls back to random weights: a missing or malformed file raises, saying what is wrong.
+    """
+    path = Path(path) if path is not None else BOOK_CHECKPOINT
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}; the book's GRU is made by: {REGENERATE}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # a pickle with code in it, a text file, a truncated file ...
+        raise ValueError(f"{path} is not a weights-only torch checkpoint ({type(err).__name__}: "
+                         f"{str(err).splitlines()[0] if str(err) else ''})") from err
+    for key in ("model_state_dict", "state_dict"):
+        if isinstance(state, dict) and key in state:
+            state = state[key]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path} does not hold a state_dict of tensors (got {type(state).__name__})")
+    model = _model_for(state, path)
+    model.load_state_dict(state)
+    model.to(device).eval().requires_grad_(False)
+    return model
+
+
+def _model_for(state, path):
+    """An empty FlipFlopRNN whose sizes match the weights in ``state``, or a ValueError."""
+    whh, wih, wout = (state.get(k) for k in ("rnn.weight_hh_l0", "rnn.weight_ih_l0", "linear.weight"))
+    if whh is None or wih is None or wout is None or whh.dim() != 2 or wih.dim() != 2 or wout.dim() != 2:
+        raise ValueError(f"{path}: expected 2-D weights rnn.weight_hh_l0, rnn.weight_ih_l0 and "
+                         f"linear.weight (keys found: {sorted(state)})")
+    n_hidden, n_in, n_out = whh.shape[1], wih.shape[1], wout.shape[0]
+    cell = {3 * n_hidden: "gru", n_hidden: "rnn"}.get(whh.shape[0])
+    if cell is None:
+        raise ValueError(f"{path}: rnn.weight_hh_l0 has shape {tuple(whh.shape)}, expected "
+                         f"({3 * n_hidden}, {n_hidden}) for a GRU")
+    model = FlipFlopRNN(n_in, n_hidden, n_out, cell)
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    if missing or extra:
+        raise ValueError(f"{path}: missing weights {missing}, unexpected weights {extra}")
+    wrong = [f"{k}: {tuple(state[k].shape)} (expected {s})" for k, s in expected.items()
+             if tuple(state[k].shape) != s]
+    if wrong:
+        raise ValueError(f"{path}: mis-shaped weights: {'; '.join(wrong)}")
+    return model

@@ -1,0 +1,95 @@
+"""How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
+import torch
+
+from .flow import basin_labels, bisect
+
+
+def _psi(kef, x):
+    with torch.no_grad():
+        return kef(x).reshape(x.shape[:-1])
+
+
+def basin_agreement(kef, x, labels):
+    """Fraction of the labelled points (label 0 or 1) where sign(psi) matches the basin, with
+    the better of the two sign conventions. Unlabelled points (-1) are left out."""
+    keep = labels >= 0
+    positive = _psi(kef, x[keep]) > 0
+    match = (positive == (labels[keep] == 1)).float().mean().item()
+    return max(match, 1.0 - match)
+
+
+def random_curves(a, b, n, bend=0.5, seed=0):
+    """``n`` random smooth curves from ``a`` to ``b``: the segment plus a sine bump of random size
+    (up to ``bend`` times the segment length) in a random direction. Returns ``curve(s)`` for
+    ``s`` of shape ``[n]``, and the same for a grid ``s`` of shape ``[n, m]``."""
+    gen = torch.Generator().manual_seed(seed)
+    d = a.shape[-1]
+    length = (b - a).norm()
+    direction = torch.randn(n, d, generator=gen, dtype=a.dtype)
+    direction = direction / direction.norm(dim=-1, keepdim=True)
+    size = bend * length * (2 * torch.rand(n, 1, generator=gen, dtype=a.dtype) - 1)
+    bump = (size * direction).to(a.device)
+
+    def curve(s):
+        s = s.unsqueeze(-1)
+        return a + s * (b - a) + torch.sin(torch.pi * s) * (bump if s.dim() == 2 else bump[:, None])
+
+    return curve
+
+
+def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20, n_grid=2001, seed=0):
+    """Distance between the true separatrix crossing and the zero of psi along random curves
+    from attractor ``a`` to attractor ``b``.
+
+    The true crossing is found by bisection on the ODE; psi's zero is the sign change of psi on
+    a fine grid of the same curve, refined linearly (the one nearest the true crossing if psi
+    changes sign more than once; curves where psi keeps one sign count as the whole curve off).
+    Returns a dict: ``median``, ``p90`` (state-space distance), ``r2`` of the crossing positions,
+    and the raw ``true`` and ``learned`` crossing points.
+    """
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    curve = random_curves(a, b, n_curves, bend, seed)
+    s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype)
+    s = torch.linspace(0, 1, n_grid, dtype=a.dtype, device=a.device).expand(n_curves, n_grid)
+    pts = curve(s)                                        # [n, m, d]
+    psi = _psi(kef, pts)                                  # [n, m]
+    change = (psi[:, :-1] * psi[:, 1:]) <= 0              # sign changes between grid points
+    s0, s1, p0, p1 = s[:, :-1], s[:, 1:], psi[:, :-1], psi[:, 1:]
+    s_zero = s0 + (s1 - s0) * p0 / (p0 - p1).where(p0 != p1, torch.ones_like(p0))
+    gap = torch.where(change, (s_zero - s_true[:, None]).abs(), torch.full_like(s0, float("inf")))
+    best = gap.argmin(dim=1)
+    s_learned = s_zero.gather(1, best[:, None]).squeeze(1)
+    found = change.any(dim=1)
+    s_learned = torch.where(found, s_learned, 1 - (s_true > 0.5).to(a.dtype))  # far end: worst case
+    true_pts = curve(s_true)
+    learned_pts = curve(s_learned)
+    dist = (true_pts - learned_pts).norm(dim=-1)
+    # R^2 of the learned crossing positions against the true ones, all coordinates together.
+    ss_res = ((learned_pts - true_pts) ** 2).sum()
+    ss_tot = ((true_pts - true_pts.mean(dim=0)) ** 2).sum()
+    return {
+        "median": dist.median().item(),
+        "p90": dist.quantile(0.9).item(),
+        "r2": (1 - ss_res / ss_tot).item(),
+        "true": true_pts,
+        "learned": learned_pts,
+    }
+
+
+def grid(lo, hi, n=201, dtype=torch.float32):
+    """An ``n x n`` grid over ``[lo[0], hi[0]] x [lo[1], hi[1]]``: ``(X, Y, points [n*n, 2])``."""
+    xs = torch.linspace(lo[0], hi[0], n, dtype=dtype)
+    ys = torch.linspace(lo[1], hi[1], n, dtype=dtype)
+    X, Y = torch.meshgrid(xs, ys, indexing="xy")
+    return X, Y, torch.stack((X.flatten(), Y.flatten()), dim=-1)
+
+
+def validate_kef(kef, field, attractors, points, T=60.0, **error_kw):
+    """Basin agreement on ``points`` and separatrix error between the two ``attractors``."""
+    labels = basin_labels(field, points, attractors, T)
+    err = separatrix_error(kef, field, attractors[0], attractors[1], T=T, **error_kw)
+    return {
+        "basin_agreement": basin_agreement(kef, points, labels),
+        "unconverged": int((labels < 0).sum()),
+        "median": err["median"], "p90": err["p90"], "r2": err["r2"],
+    }

@@ -1,0 +1,101 @@
+"""Interactive controls: a slider panel that retrains psi, and precomputed frames for the web.
+
+In a live notebook ``kef_panel`` retrains on a button press. Where no frontend runs (nbval, the
+book build) it still shows its default figure, as an ordinary output. A rendered web page has no
+kernel, so ``frames_slider`` bakes a few precomputed figures behind an HTML range input.
+"""
+import base64
+import io
+
+import ipywidgets as W
+import matplotlib.pyplot as plt
+from IPython.display import HTML, display
+
+from .kef import fit_kef
+from .plots import kef_levels
+
+REFERENCE_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
+
+
+def scales_up_to(largest):
+    """The reference scale ladder, stretched so that its largest scale is ``largest``."""
+    return tuple(s * largest / REFERENCE_SCALES[-1] for s in REFERENCE_SCALES)
+
+
+def _figure(kef, plot_kw, title):
+    fig, ax = plt.subplots(figsize=(5.5, 4.5))
+    kef_levels(kef, ax=ax, title=title, **plot_kw)
+    fig.tight_layout()
+    return fig
+
+
+def kef_panel(field, dim=2, kef=None, eigenvalue=1.0, largest_scale=4.0, epochs=1500,
+              rhs="standard", device=None, seed=0, **plot_kw):
+    """Sliders for the eigenvalue, the largest sampling scale and the epochs, a choice of
+    objective, a Train button, a progress bar and a live figure of psi's level sets.
+
+    The default figure (of ``kef`` if given, else trained now with the default settings) is
+    displayed first as a plain figure. ``plot_kw`` goes to ``plots.kef_levels`` (field, lo, hi,
+    attractors, true_separatrix, ...). Returns the panel widget.
+    """
+    plot_kw.setdefault("field", field)
+
+    def train(eig, largest, n_epochs, objective, progress):
+        return fit_kef(field, dim, rhs=objective, eigenvalue=eig, scales=scales_up_to(largest),
+                       epochs=n_epochs, device=device, seed=seed, progress=progress)
+
+    if kef is None:
+        kef = train(eigenvalue, largest_scale, epochs, rhs, progress=False)
+    fig = _figure(kef, plot_kw, f"{rhs}, $\\lambda$={eigenvalue:g}, scale {largest_scale:g}, {epochs} epochs")
+    display(fig)
+    plt.close(fig)
+
+    style = {"description_width": "110px"}
+    eig = W.FloatLogSlider(value=eigenvalue, base=10, min=-1, max=1, step=0.1,
+                           description="eigenvalue λ", style=style)
+    largest = W.FloatLogSlider(value=largest_scale, base=10, min=-1, max=1.3, step=0.1,
+                               description="largest scale", style=style)
+    n_epochs = W.IntSlider(value=epochs, min=100, max=5000, step=100, description="epochs", style=style)
+    objective = W.ToggleButtons(options=["standard", "squashed"], value=rhs, description="objective",
+                                style=style)
+    button = W.Button(description="Train", button_style="primary", icon="play")
+    out = W.Output()
+
+    def on_click(_):
+        button.disabled = True
+        with out:
+            out.clear_output(wait=True)
+            k = train(eig.value, largest.value, n_epochs.value, objective.value, progress=True)
+            f = _figure(k, plot_kw, f"{objective.value}, $\\lambda$={eig.value:.2g}, "
+                                    f"scale {largest.value:.2g}, {n_epochs.value} epochs")
+            display(f)
+            plt.close(f)
+        button.disabled = False
+
+    button.on_click(on_click)
+    note = W.HTML("<b>Retrain psi</b>: set the sliders and press Train (needs a running kernel).")
+    return W.VBox([note, eig, largest, n_epochs, objective, button, out])
+
+
+def frames_slider(figures, labels, name="value"):
+    """An HTML range input over pre-rendered figures: explore a parameter with no kernel.
+
+    ``figures`` are matplotlib figures (closed here), ``labels`` the parameter value of each.
+    """
+    images = []
+    for fig in figures:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        plt.close(fig)
+        images.append(base64.b64encode(buf.getvalue()).decode())
+    imgs = "".join(
+        f'<img src="data:image/png;base64,{b}" alt="{name} = {lab}" '
+        f'style="display:{"block" if i == len(images) - 1 else "none"};max-width:100%">'
+        for i, (b, lab) in enumerate(zip(images, labels)))
+    last = len(images) - 1
+    js = ("var b=this.closest('.seplib-frames');var im=b.querySelectorAll('img');"
+          "im.forEach(function(e,i){e.style.display=(i==this.value)?'block':'none';},this);"
+          f"b.querySelector('output').textContent=[{','.join(repr(str(l)) for l in labels)}][this.value];")
+    return HTML(
+        f'<div class="seplib-frames"><label>{name}: <input type="range" min="0" max="{last}" '
+        f'value="{last}" step="1" oninput="{js}"> <output>{labels[-1]}</output></label>{imgs}</div>')
