@@ -44,24 +44,45 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     return torch.stack(centres)
 
 
+def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12):
+    """Integrate each point of ``x`` (``[N, d]``) until it comes within ``tol`` of an attractor,
+    for at most time ``T``. Returns ``(labels [N], end states [N, d])``: the index of the
+    attractor reached, or -1 for a point that has not settled by ``T``.
+
+    Time advances in ``chunks`` steps, and only the points still moving are integrated further:
+    most points settle early, so the stiff or slow few do not set the pace for all.
+    """
+    attractors = torch.as_tensor(attractors, dtype=x.dtype, device=x.device)
+    labels = torch.full(x.shape[:1], -1, dtype=torch.long, device=x.device)
+    state = x.clone()
+    active = torch.arange(len(x), device=x.device)
+    for _ in range(chunks):
+        if len(active) == 0:
+            break
+        state[active] = final_state(field, state[active], T / chunks)
+        best, index = torch.cdist(state[active], attractors).min(dim=-1)
+        done = best < tol
+        labels[active[done]] = index[done]
+        active = active[~done]
+    return labels, state
+
+
 def basin_labels(field, x, attractors, T=60.0, tol=5e-2):
-    """Index of the attractor that each point of ``x`` (``[N, d]``) reaches within time ``T``.
+    """Index of the attractor that each point of ``x`` (``[..., d]``) reaches within time ``T``.
 
     A point whose end state is farther than ``tol`` from every attractor is labelled -1: it has
     not converged (it may sit near the separatrix or the saddle), and we report it, not guess.
     """
-    attractors = torch.as_tensor(attractors, dtype=x.dtype, device=x.device)
-    ends = final_state(field, x, T)
-    dist = torch.cdist(ends.reshape(-1, ends.shape[-1]), attractors)
-    best, label = dist.min(dim=-1)
-    label[~(best < tol)] = -1
-    return label.reshape(x.shape[:-1])
+    labels, _ = settle(field, x.reshape(-1, x.shape[-1]), attractors, T, tol)
+    return labels.reshape(x.shape[:-1])
 
 
 def _nearer(field, x, a, b, T):
-    """True where the flow from x ends nearer to b than to a."""
-    end = final_state(field, x, T)
-    return (end - b).norm(dim=-1) < (end - a).norm(dim=-1)
+    """True where the flow from x goes to b rather than a (by the end state's distance if it has
+    not settled by T)."""
+    labels, end = settle(field, x, torch.stack((a, b)), T)
+    nearer_b = (end - b).norm(dim=-1) < (end - a).norm(dim=-1)
+    return torch.where(labels >= 0, labels == 1, nearer_b)
 
 
 def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32):

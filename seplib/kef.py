@@ -189,5 +189,5 @@ def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):
         if epoch in at:
             copies[epoch] = copy.deepcopy(kef).eval()
 
-    fit_kef(field, dim, epochs=at[-1], callback=keep, **fit_kw)
-    return [copies[e] for e in at]
+    final = fit_kef(field, dim, epochs=at[-1], callback=keep, **fit_kw)
+    return [copies[e] for e in at[:-1]] + [final]

@@ -84,9 +84,13 @@ def grid(lo, hi, n=201, dtype=torch.float32):
     return X, Y, torch.stack((X.flatten(), Y.flatten()), dim=-1)
 
 
-def validate_kef(kef, field, attractors, points, T=60.0, **error_kw):
-    """Basin agreement on ``points`` and separatrix error between the two ``attractors``."""
-    labels = basin_labels(field, points, attractors, T)
+def validate_kef(kef, field, attractors, points, labels=None, T=60.0, **error_kw):
+    """Basin agreement on ``points`` and separatrix error between the two ``attractors``.
+
+    ``labels`` are the points' basins (from ``basin_labels``); pass them to check several KEFs
+    of one field without integrating the points again.
+    """
+    labels = basin_labels(field, points, attractors, T) if labels is None else labels
     err = separatrix_error(kef, field, attractors[0], attractors[1], T=T, **error_kw)
     return {
         "basin_agreement": basin_agreement(kef, points, labels),

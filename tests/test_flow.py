@@ -1,0 +1,37 @@
+import pytest
+import torch
+
+import seplib as sl
+
+
+@pytest.mark.parametrize("system", [sl.bistable_1d(), sl.bistable_2d(), sl.duffing()])
+def test_attractors_of_the_analytic_systems(system):
+    found = sl.find_attractors(system, system.dim, n_starts=64)
+    torch.testing.assert_close(found, torch.tensor(system.attractors), atol=1e-3, rtol=0)
+
+
+def test_attractors_come_in_the_same_order_every_time():
+    a = sl.find_attractors(sl.duffing(), 2, n_starts=64, seed=1)
+    b = sl.find_attractors(sl.duffing(), 2, n_starts=64, seed=2)
+    assert torch.allclose(a, b, atol=1e-3)
+
+
+def test_bisection_finds_x_equal_0_for_the_2d_bistable_system():
+    p = sl.separatrix_point(sl.bistable_2d(), [-1.0, 0.3], [1.0, -0.2])
+    assert abs(p[0]) < 1e-3
+
+
+def test_saddle_and_its_eigenvalues():
+    duffing = sl.duffing()
+    p = sl.separatrix_point(duffing, [-1.0, 0.0], [1.0, 0.0])
+    saddle, eig = sl.find_saddle(duffing, p, [-1.0, 0.0], [1.0, 0.0])
+    assert saddle.norm() < 1e-4
+    expected = torch.tensor([(-1 - 5**0.5) / 2, (-1 + 5**0.5) / 2])  # roots of s^2 + s - 1
+    torch.testing.assert_close(eig.real.sort().values, expected, atol=1e-4, rtol=0)
+
+
+def test_basin_labels_and_unconverged_points():
+    system = sl.bistable_2d()
+    x = torch.tensor([[-0.5, 1.0], [0.7, -2.0], [0.0, 1.0]])  # the last lies on the separatrix
+    labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
+    assert labels.tolist() == [0, 1, -1]

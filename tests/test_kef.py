@@ -1,0 +1,98 @@
+import pytest
+import torch
+
+import seplib as sl
+from seplib.kef import fit_kef_snapshots
+
+FAST = dict(epochs=60, batch_size=64, progress=False, device="cpu")
+
+
+def test_default_fit_on_2d_bistable_puts_training_samples_in_the_right_basin():
+    system = sl.bistable_2d()
+    kef = sl.fit_kef(system, 2, progress=False, device="cpu")
+    x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
+    labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
+    assert sl.basin_agreement(kef, x, labels) >= 0.99
+    assert len(kef.loss_history_) == 1500 and kef.loss_history_[-1] < kef.loss_history_[0]
+
+
+def test_1d_standard_kef_matches_the_analytic_one():
+    kef = sl.fit_kef(sl.bistable_1d(), 1, progress=False, device="cpu")
+    x = torch.linspace(-0.9, 0.9, 181).unsqueeze(-1)
+    with torch.no_grad():
+        learned = kef(x)
+    corr = torch.corrcoef(torch.stack([learned, sl.analytic_kef_1d(x[:, 0])]))[0, 1]
+    assert corr >= 0.99
+
+
+@pytest.mark.parametrize("rhs", ["standard", "squashed"])
+def test_small_fit_finds_the_2d_bistable_separatrix(rhs):
+    """Accuracy with small settings: the zero set within 0.02 of x = 0 (median)."""
+    system = sl.bistable_2d()
+    kef = sl.fit_kef(system, 2, rhs=rhs, epochs=500, progress=False, device="cpu")
+    a = torch.tensor(system.attractors)
+    err = sl.separatrix_error(kef, system, a[0], a[1], n_curves=60, n_iter=16)
+    assert err["median"] <= 0.02 and err["p90"] <= 0.05 and err["r2"] >= 0.99
+
+
+def test_same_seed_same_result():
+    a = sl.fit_kef(sl.duffing(), 2, seed=3, **FAST)
+    b = sl.fit_kef(sl.duffing(), 2, seed=3, **FAST)
+    c = sl.fit_kef(sl.duffing(), 2, seed=4, **FAST)
+    assert a.loss_history_ == b.loss_history_ and a.loss_history_ != c.loss_history_
+    x = torch.randn(10, 2)
+    assert torch.equal(a(x), b(x))
+
+
+def test_custom_rhs_and_custom_model():
+    net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
+    kef = sl.fit_kef(sl.bistable_2d(), 2, rhs=lambda p: p - p**3, model=net, **FAST)
+    assert kef.net is net and kef(torch.zeros(5, 2)).shape == (5,)
+    assert kef(torch.zeros(3, 4, 2)).shape == (3, 4)
+
+
+def test_snapshots_are_taken_during_one_training():
+    snaps = fit_kef_snapshots(sl.bistable_2d(), 2, [20, 60], **{k: v for k, v in FAST.items() if k != "epochs"})
+    assert len(snaps) == 2 and len(snaps[1].loss_history_) == 60
+    x = torch.randn(10, 2)
+    assert not torch.equal(snaps[0](x), snaps[1](x))
+
+
+@pytest.mark.parametrize("kwargs, error, message", [
+    (dict(eigenvalue=0.0), ValueError, "eigenvalue must be a finite number > 0"),
+    (dict(eigenvalue=-1.0), ValueError, "eigenvalue must be a finite number > 0"),
+    (dict(scales=[0.1, -2.0]), ValueError, "scales must be finite and > 0"),
+    (dict(rhs="lambda phi: phi"), ValueError, "rhs must be 'standard', 'squashed' or a callable"),
+    (dict(epochs=0), ValueError, "epochs must be a positive integer"),
+    (dict(lr=0.0), ValueError, "lr must be > 0"),
+    (dict(mean=[0.0]), ValueError, "mean has shape"),
+])
+def test_bad_arguments_are_refused(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        sl.fit_kef(sl.bistable_2d(), 2, **{**FAST, **kwargs})
+
+
+def test_a_field_of_the_wrong_shape_is_refused_before_training():
+    with pytest.raises(ValueError, match=r"shape \(4, 1\) for input of shape \(4, 2\)"):
+        sl.fit_kef(lambda x: x[..., :1], 2, **FAST)
+
+
+def test_a_model_of_the_wrong_shape_is_refused():
+    with pytest.raises(ValueError, match=r"model returned shape \(3, 2\)"):
+        sl.fit_kef(sl.bistable_2d(), 2, model=torch.nn.Linear(2, 2), **FAST)
+
+
+def test_nan_in_the_field_stops_training_and_names_the_epoch():
+    calls = {"n": 0}
+
+    def field(x):
+        calls["n"] += 1
+        return x * float("nan") if calls["n"] > 6 else -x  # first call is the shape probe
+
+    with pytest.raises(FloatingPointError, match="field returned NaN or inf at epoch 5"):
+        sl.fit_kef(field, 2, **FAST)
+
+
+def test_a_diverging_loss_stops_training():
+    with pytest.raises(FloatingPointError, match="loss became .* at epoch"):
+        sl.fit_kef(sl.bistable_2d(), 2, rhs=lambda p: p * 1e30 * torch.exp(100 * p), **FAST)

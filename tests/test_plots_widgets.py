@@ -1,0 +1,50 @@
+import matplotlib.pyplot as plt
+import torch
+
+import seplib as sl
+from seplib import plots
+from seplib.widgets import frames_slider, kef_panel, scales_up_to
+
+
+class XMinusShift(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+
+    def forward(self, x):
+        return self.w * x[..., 0]
+
+
+def test_every_plot_draws_with_current_matplotlib():
+    system = sl.bistable_2d()
+    psi = XMinusShift()
+    psi.loss_history_ = [1.0, 0.5, 0.1]
+    a = torch.tensor(system.attractors)
+    fig, axes = plt.subplots(2, 3)
+    plots.phase_portrait(system, ax=axes[0, 0], attractors=a, separatrix_point=[0.0, 0.0])
+    plots.samples(sl.MultiscaleGaussian(2).sample(10), ax=axes[0, 1])
+    plots.trajectories(sl.integrate(system, torch.randn(4, 2), torch.linspace(0, 1, 11)), ax=axes[0, 2])
+    ax = plots.kef_levels(psi, system, ax=axes[1, 0], attractors=a, true_separatrix=system.separatrix)
+    assert len(ax.collections) > 0 and ax.get_legend() is not None
+    plots.kef_levels(psi, ax=axes[1, 1], true_separatrix=torch.zeros(5, 2), colorbar=False)
+    plots.loss_curve(psi, labels=["x"], ax=axes[1, 2])
+    plots.kef_1d(lambda x: x[..., 0], analytic=sl.analytic_kef_1d)
+    plt.close("all")
+
+
+def test_panel_shows_its_default_figure_and_has_the_controls(capsys):
+    psi = XMinusShift()
+    panel = kef_panel(sl.bistable_2d(), 2, kef=psi)
+    names = [getattr(w, "description", "") for w in panel.children]
+    assert {"eigenvalue λ", "largest scale", "epochs", "objective", "Train"} <= set(names)
+    assert "Figure" in capsys.readouterr().out  # displayed as a plain figure, no frontend needed
+
+
+def test_frames_slider_embeds_one_image_per_frame():
+    figs = [plt.figure() for _ in range(3)]
+    html = frames_slider(figs, [1, 2, 3], name="epochs").data
+    assert html.count("<img") == 3 and 'type="range"' in html and 'max="2"' in html
+
+
+def test_scale_ladder_keeps_the_reference_ratios():
+    assert scales_up_to(8.0) == (0.02, 0.2, 1.0, 2.0, 4.0, 8.0)

@@ -1,0 +1,97 @@
+import json
+import pickle
+
+import pytest
+import torch
+
+import seplib as sl
+from seplib.rnn import BOOK_CHECKPOINT, FlipFlopRNN, flipflop_error
+
+CARD = json.loads((BOOK_CHECKPOINT.parent / "card.json").read_text())
+
+
+def test_save_and_load_round_trip(tmp_path):
+    model = FlipFlopRNN(1, 3, 1)
+    torch.save(model.state_dict(), tmp_path / "m.pt")
+    loaded = sl.load_flipflop_gru(tmp_path / "m.pt")
+    assert not loaded.training and not any(p.requires_grad for p in loaded.parameters())
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, loaded.state_dict()[k])
+
+
+@pytest.mark.parametrize("wrap", ["model_state_dict", "state_dict"])
+def test_wrapped_state_dicts_load(tmp_path, wrap):
+    model = FlipFlopRNN(2, 64, 3)
+    torch.save({wrap: model.state_dict(), "epoch": 3}, tmp_path / "m.pt")
+    loaded = sl.load_flipflop_gru(tmp_path / "m.pt")
+    assert (loaded.rnn.input_size, loaded.rnn.hidden_size, loaded.linear.out_features) == (2, 64, 3)
+
+
+def test_missing_file_names_the_path_and_the_command(tmp_path):
+    with pytest.raises(FileNotFoundError, match=r"nope\.pt.*python -m seplib\.flipflop"):
+        sl.load_flipflop_gru(tmp_path / "nope.pt")
+
+
+class Evil:
+    def __reduce__(self):
+        return (print, ("pickled code ran",))
+
+
+def test_not_a_checkpoint_and_pickled_code_are_refused(tmp_path):
+    (tmp_path / "text.pt").write_text("hello")
+    with pytest.raises(ValueError, match="not a weights-only torch checkpoint"):
+        sl.load_flipflop_gru(tmp_path / "text.pt")
+    with open(tmp_path / "evil.pt", "wb") as f:
+        pickle.dump({"rnn.weight_hh_l0": Evil()}, f)
+    with pytest.raises(ValueError, match="not a weights-only torch checkpoint"):
+        sl.load_flipflop_gru(tmp_path / "evil.pt")
+    torch.save([1, 2, 3], tmp_path / "list.pt")
+    with pytest.raises(ValueError, match="does not hold a state_dict"):
+        sl.load_flipflop_gru(tmp_path / "list.pt")
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda s: s.pop("linear.bias"), r"missing weights \['linear.bias'\]"),
+    (lambda s: s.update(extra=torch.zeros(1)), r"unexpected weights \['extra'\]"),
+    (lambda s: s.update({"linear.bias": torch.zeros(5)}), r"mis-shaped weights: linear.bias: \(5,\)"),
+    (lambda s: s.update({"rnn.weight_hh_l0": torch.zeros(7, 2)}), r"rnn.weight_hh_l0 has shape \(7, 2\)"),
+    (lambda s: s.pop("rnn.weight_ih_l0"), "expected 2-D weights"),
+])
+def test_malformed_weights_are_refused(tmp_path, edit, message):
+    state = FlipFlopRNN(1, 2, 1).state_dict()
+    edit(state)
+    torch.save(state, tmp_path / "m.pt")
+    with pytest.raises(ValueError, match=message):
+        sl.load_flipflop_gru(tmp_path / "m.pt")
+
+
+def test_vector_field_takes_any_batch_shape_and_matches_one_gru_step():
+    model = sl.load_flipflop_gru()
+    field = sl.gru_vector_field(model, speed=6.0, dt=0.5)
+    h = torch.randn(3, 5, 2, dtype=torch.float64)
+    out = field(h)
+    assert out.shape == h.shape and out.dtype == torch.float64
+    step, _ = model.rnn(torch.zeros(1, 15, 1), h.reshape(1, 15, 2).float())
+    expected = 6.0 * (step.reshape(3, 5, 2).double() - h) / 0.5
+    torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_committed_checkpoint_is_bistable_and_solves_the_task():
+    model = sl.load_flipflop_gru()
+    assert flipflop_error(model) < CARD["error_threshold"]
+    field = sl.gru_vector_field(model, speed=CARD["field"]["speed"], dt=CARD["field"]["dt"])
+    attractors = sl.find_attractors(field, 2, n_starts=256, spread=1.0)
+    assert len(attractors) == 2
+    torch.testing.assert_close(attractors, torch.tensor(CARD["attractors"]), atol=1e-3, rtol=0)
+    point = sl.separatrix_point(field, attractors[0], attractors[1])
+    saddle, eig = sl.find_saddle(field, point, attractors[0], attractors[1])
+    assert (eig.real > 0).sum() == 1 and (eig.real < 0).sum() == 1  # one unstable direction
+    torch.testing.assert_close(saddle, torch.tensor(CARD["saddle"]), atol=1e-3, rtol=0)
+
+
+def test_training_script_is_deterministic(tmp_path):
+    from seplib.flipflop import train_flipflop
+    a = train_flipflop(2, seed=5, steps=30, progress=False)
+    b = train_flipflop(2, seed=5, steps=30, progress=False)
+    for k, v in a.state_dict().items():
+        assert torch.equal(v, b.state_dict()[k])

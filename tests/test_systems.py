@@ -1,0 +1,34 @@
+import pytest
+import torch
+
+import seplib as sl
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_fields_match_their_equations(dtype):
+    x = torch.randn(5, 7, 2, dtype=dtype)
+    px, py = x[..., 0], x[..., 1]
+    torch.testing.assert_close(sl.bistable_2d()(x), torch.stack((px - px**3, -py), -1))
+    torch.testing.assert_close(sl.duffing(0.5)(x), torch.stack((py, -0.5 * py + px - px**3), -1))
+    x1 = torch.randn(4, 1, dtype=dtype)
+    torch.testing.assert_close(sl.bistable_1d()(x1), x1 - x1**3)
+    assert sl.duffing()(x).dtype == dtype and sl.duffing()(x).shape == x.shape
+
+
+@pytest.mark.parametrize("system", [sl.bistable_1d(), sl.bistable_2d(), sl.duffing()])
+def test_fields_vanish_at_their_fixed_points(system):
+    points = torch.tensor(system.attractors + [system.saddle])
+    assert system(points).abs().max() < 1e-12
+    assert system.dim == points.shape[-1]
+
+
+def test_analytic_1d_kef_solves_the_eigen_equation():
+    x = torch.linspace(-0.95, 0.95, 101, dtype=torch.float64, requires_grad=True)
+    phi = sl.analytic_kef_1d(x)
+    (dphi,) = torch.autograd.grad(phi.sum(), x)
+    assert (dphi * (x - x**3) - phi).abs().max() < 1e-9
+
+
+def test_duffing_refuses_non_positive_damping():
+    with pytest.raises(ValueError, match="delta"):
+        sl.duffing(0.0)
