@@ -16,7 +16,7 @@ $(STAMP): requirements.txt pyproject.toml
 
 # Executes every chapter; -W turns any warning into a failure.
 book: env
-	$(BIN)/jupyter-book build . -W --keep-going
+	$(BIN)/jupyter-book build . --all -W --keep-going
 
 # Unit tests, the notebook pair check, nbval on every chapter, and the browser check of the
 # built book (so the book is built first).

@@ -25,13 +25,21 @@ def default_device():
 
 
 def mlp(dim, width=64, depth=2):
-    """The default psi: a tanh MLP  dim -> width -> ... -> 1."""
+    """The default psi: a tanh MLP  dim -> width -> ... -> 1.
+
+    The output layer starts 10 times smaller than usual, so psi starts near 0. There
+    psi - psi^3 ~ psi, and the squashed objective first learns what the standard one does (the
+    zero set), before psi grows towards +-1; started large, it can settle on a one-signed psi.
+    """
     layers, n_in = [], dim
     for _ in range(depth):
         layers += [nn.Linear(n_in, width), nn.Tanh()]
         n_in = width
-    layers.append(nn.Linear(n_in, 1))
-    return nn.Sequential(*layers)
+    out = nn.Linear(n_in, 1)
+    with torch.no_grad():
+        out.weight.mul_(0.1)
+        out.bias.zero_()
+    return nn.Sequential(*layers, out)
 
 
 class KEF(nn.Module):
@@ -68,7 +76,7 @@ def directional_derivative(net, x, v):
     return torch.func.jvp(net, (x,), (v,))
 
 
-def kef_loss(psi, dpsi, rhs, eigenvalue, balance_weight, perm, min_side=0.05):
+def kef_loss(psi, dpsi, rhs, eigenvalue, balance_weight, perm, min_side=0.2):
     """The KEF loss on a batch laid out as ``[n_scales, n, 1]``.
 
     Per scale, the residual of  grad psi . f / lambda = R(psi)  is divided by the same residual

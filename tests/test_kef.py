@@ -22,7 +22,7 @@ def test_1d_standard_kef_matches_the_analytic_one():
     with torch.no_grad():
         learned = kef(x)
     corr = torch.corrcoef(torch.stack([learned, sl.analytic_kef_1d(x[:, 0])]))[0, 1]
-    assert corr >= 0.99
+    assert corr.abs() >= 0.99  # psi is defined up to scale, sign included
 
 
 @pytest.mark.parametrize("rhs", ["standard", "squashed"])

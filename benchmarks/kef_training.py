@@ -1,0 +1,99 @@
+"""Benchmark: seplib's fit_kef defaults against a faithful re-implementation of the reference
+tutorial's training, on the same field, measured against ODE ground truth.
+
+    .venv/bin/python benchmarks/kef_training.py [--system gru|bistable_2d|duffing] [--rhs standard|squashed]
+
+Prints, for each: seconds per epoch, total time, basin agreement (201x201 grid on [-2.5, 2.5]^2
+and samples of the training mixture), separatrix error (median, p90, R^2), and the time ratio.
+"""
+import argparse
+import json
+import time
+
+import torch
+from torch import nn
+
+import seplib as sl
+from seplib.rnn import BOOK_CHECKPOINT
+
+REFERENCE = {"standard": dict(epochs=1500, balance=1e-2), "squashed": dict(epochs=1000, balance=5e-2)}
+SCALES = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]
+
+
+def reference_fit(field, dim, rhs, seed=0):
+    """The reference tutorial's training: MLP 2-256-256-1 tanh, 2048 samples per scale per
+    epoch, Adam lr 1e-3, per-scale loss residual / shuffled residual + balance * |mean / std|,
+    JVP by torch.autograd.functional.jvp(create_graph=True), one scale after the other."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(dim, 256), nn.Tanh(), nn.Linear(256, 256), nn.Tanh(), nn.Linear(256, 1))
+    R = sl.kef.OBJECTIVES[rhs]
+    cfg = REFERENCE[rhs]
+    opt = torch.optim.Adam(net.parameters(), lr=1e-3)
+    sampler = sl.MultiscaleGaussian(dim, SCALES)
+    start = time.perf_counter()
+    for _ in range(cfg["epochs"]):
+        loss = 0.0
+        for s in range(len(SCALES)):
+            x = sampler.sample(2048)[s]
+            with torch.no_grad():
+                fx = field(x)
+            psi, dpsi = torch.autograd.functional.jvp(net, x, fx, create_graph=True)
+            r = R(psi)
+            res = ((dpsi - r) ** 2).mean()
+            shuf = ((dpsi - r[torch.randperm(len(x))]) ** 2).mean()
+            loss = loss + res / shuf + cfg["balance"] * (psi.mean() / psi.std()).abs()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    seconds = time.perf_counter() - start
+
+    def kef(x):
+        return net(x.reshape(-1, dim)).reshape(x.shape[:-1])
+    return kef, seconds, cfg["epochs"]
+
+
+def system(name):
+    if name == "gru":
+        card = json.loads((BOOK_CHECKPOINT.parent / "card.json").read_text())
+        model = sl.load_flipflop_gru()
+        return sl.gru_vector_field(model, **{k: card["field"][k] for k in ("speed", "dt")}), torch.tensor(card["attractors"])
+    s = getattr(sl, name)()
+    return s, torch.tensor(s.attractors)
+
+
+def accuracy(kef, field, attractors, grid_points, grid_labels, mix, mix_labels):
+    err = sl.separatrix_error(kef, field, attractors[0], attractors[1])
+    return dict(grid=sl.basin_agreement(kef, grid_points, grid_labels),
+                mixture=sl.basin_agreement(kef, mix, mix_labels),
+                median=err["median"], p90=err["p90"], r2=err["r2"])
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--system", default="gru")
+    ap.add_argument("--rhs", default="standard")
+    ap.add_argument("--skip-reference", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    field, attractors = system(args.system)
+    _, _, grid_points = sl.grid((-2.5, -2.5), (2.5, 2.5), 201)
+    grid_labels = sl.basin_labels(field, grid_points, attractors)
+    mix = sl.MultiscaleGaussian(2, SCALES).sample(500, torch.Generator().manual_seed(1)).reshape(-1, 2)
+    mix_labels = sl.basin_labels(field, mix, attractors)
+    rows = {}
+    kef = sl.fit_kef(field, 2, rhs=args.rhs, device="cpu", progress=False)
+    rows["seplib"] = (kef.fit_seconds_, len(kef.loss_history_), accuracy(kef, field, attractors, grid_points, grid_labels, mix, mix_labels))
+    if not args.skip_reference:
+        ref, seconds, epochs = reference_fit(field, 2, args.rhs)
+        rows["reference"] = (seconds, epochs, accuracy(ref, field, attractors, grid_points, grid_labels, mix, mix_labels))
+    print(f"system {args.system}, objective {args.rhs}")
+    print(f"{'':10s} {'s/epoch':>8s} {'total s':>8s} {'grid':>7s} {'mixture':>7s} {'median':>7s} {'p90':>7s} {'R^2':>7s}")
+    for name, (sec, ep, acc) in rows.items():
+        print(f"{name:10s} {sec / ep:8.4f} {sec:8.1f} {acc['grid']:7.4f} {acc['mixture']:7.4f} "
+              f"{acc['median']:7.4f} {acc['p90']:7.4f} {acc['r2']:7.4f}")
+    if "reference" in rows:
+        print(f"time ratio reference / seplib: {rows['reference'][0] / rows['seplib'][0]:.1f}x")
+
+
+if __name__ == "__main__":
+    main()
