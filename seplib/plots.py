@@ -41,7 +41,7 @@ def phase_portrait(field, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attractors=No
     """Streamlines of a 2-D field, with its attractors and a separatrix point."""
     ax = _ax(ax)
     X, Y, U, V = _field_on_grid(field, lo, hi, n)
-    ax.streamplot(X, Y, U, V, color=np.hypot(U, V), cmap="Blues", linewidth=1.0, density=1.2)
+    ax.streamplot(X, Y, U, V, color="tab:blue", linewidth=1.0, density=1.2)
     _points(ax, attractors, separatrix_point)
     _finish(ax, title, *labels)
     ax.legend(loc="upper right", fontsize=8)
