@@ -4,7 +4,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-BOOK_CHECKPOINT = Path(__file__).resolve().parent.parent / "rnn_params" / "flipflop_gru_2d" / "model.pt"
+
+
+def _book_checkpoint():
+    """The book's GRU: inside the installed package (seplib/rnn_params, see pyproject.toml), or
+    at the root of a source checkout (rnn_params/)."""
+    here = Path(__file__).resolve().parent
+    candidates = [root / "rnn_params" / "flipflop_gru_2d" / "model.pt" for root in (here, here.parent)]
+    return next((c for c in candidates if c.is_file()), candidates[-1])
+
+
+BOOK_CHECKPOINT = _book_checkpoint()
 REGENERATE = "python -m seplib.flipflop --hidden 2 --seed 0 --out rnn_params/flipflop_gru_2d/"
 GATES = {"gru": 3, "rnn": 1}  # rows of weight_hh per hidden unit
 

@@ -95,3 +95,19 @@ def test_training_script_is_deterministic(tmp_path):
     b = train_flipflop(2, seed=5, steps=30, progress=False)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k])
+
+
+def test_installed_package_ships_the_book_checkpoint(tmp_path):
+    """What `pip install "git+<repository URL>"` installs (in Colab) holds the GRU and its card."""
+    import subprocess
+    import sys
+    import zipfile
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(tmp_path), str(root)],
+                   check=True, timeout=600)
+    (wheel,) = tmp_path.glob("seplib-*.whl")
+    names = zipfile.ZipFile(wheel).namelist()
+    assert "seplib/rnn_params/flipflop_gru_2d/model.pt" in names
+    assert "seplib/rnn_params/flipflop_gru_2d/card.json" in names
