@@ -118,7 +118,7 @@ def _check_model(net, dim, device):
 
 
 def fit_kef(field, dim, *, rhs="standard", eigenvalue=1.0, scales=(0.01, 0.1, 0.5, 1.0, 2.0, 4.0),
-            mean=None, cov=None, epochs=1500, batch_size=256, lr=3e-3, balance_weight=1.0,
+            mean=None, cov=None, epochs=3000, batch_size=256, lr=3e-3, balance_weight=1.0,
             seed=0, device=None, model=None, progress=True, callback=None):
     """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
 

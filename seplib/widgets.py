@@ -29,7 +29,7 @@ def _figure(kef, plot_kw, title):
     return fig
 
 
-def kef_panel(field, dim=2, kef=None, eigenvalue=1.0, largest_scale=4.0, epochs=1500,
+def kef_panel(field, dim=2, kef=None, eigenvalue=1.0, largest_scale=4.0, epochs=3000,
               rhs="standard", device=None, seed=0, **plot_kw):
     """Sliders for the eigenvalue, the largest sampling scale and the epochs, a choice of
     objective, a Train button, a progress bar and a live figure of psi's level sets.
