@@ -115,23 +115,26 @@ def jacobian(field, x):
     return torch.autograd.functional.jacobian(field, x)
 
 
-def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol=1e-5):
+def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol=1e-5, near=1e-2):
     """The saddle on the separatrix through ``point``, and the eigenvalues of its Jacobian.
 
     Edge tracking: a point on the separatrix flows towards the saddle, but rounding pushes it off
     into a basin. So we flow for a short time ``tau``, bisect again across the separatrix along
-    the line through a and b, and repeat; then polish with Newton's method on f(x) = 0.
-    Returns ``(saddle [d], eigenvalues [d] complex)``.
+    the line through a and b, and repeat until the flow is slower than ``near``; then Newton's
+    method on f(x) = 0 finishes. Returns ``(saddle [d], eigenvalues [d] complex)``.
     """
     x = torch.as_tensor(point)
     a, b = torch.as_tensor(a, dtype=x.dtype), torch.as_tensor(b, dtype=x.dtype)
     width = 0.05 * (b - a)
     for _ in range(rounds):
+        with torch.no_grad():
+            if field(x).norm() < near:
+                break
         x = integrate(field, x, [0.0, tau])[-1]
         lo, hi = x - width, x + width
         if not (_nearer(field, hi[None], a, b, T) & ~_nearer(field, lo[None], a, b, T)).item():
             break  # the segment no longer straddles the separatrix: the point has settled
-        s = bisect(field, lambda s: lo + s[:, None] * (hi - lo), a, b, 1, T, 24, dtype=x.dtype)
+        s = bisect(field, lambda s: lo + s[:, None] * (hi - lo), a, b, 1, T, 20, dtype=x.dtype)
         x = lo + s[0] * (hi - lo)
     for _ in range(n_newton):
         fx = field(x)
