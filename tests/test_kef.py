@@ -96,3 +96,23 @@ def test_nan_in_the_field_stops_training_and_names_the_epoch():
 def test_a_diverging_loss_stops_training():
     with pytest.raises(FloatingPointError, match="loss became .* at epoch"):
         sl.fit_kef(sl.bistable_2d(), 2, rhs=lambda p: p * 1e30 * torch.exp(100 * p), **FAST)
+
+
+def test_directional_derivative_matches_autograd_for_mlps_and_other_modules():
+    from seplib.kef import directional_derivative, mlp
+
+    class Custom(torch.nn.Module):  # not a Sequential: goes through forward-mode AD
+        def __init__(self):
+            super().__init__()
+            self.a = torch.nn.Linear(2, 8)
+
+        def forward(self, x):
+            return torch.sin(self.a(x)).sum(-1, keepdim=True)
+
+    x, v = torch.randn(50, 2), torch.randn(50, 2)
+    for net in (mlp(2), Custom()):
+        xx = x.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(net(xx).sum(), xx)
+        psi, dpsi = directional_derivative(net, x, v)
+        torch.testing.assert_close(psi, net(x))
+        torch.testing.assert_close(dpsi, (grad * v).sum(-1, keepdim=True), atol=1e-5, rtol=1e-4)
