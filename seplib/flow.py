@@ -132,7 +132,8 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
                 break
         x = integrate(field, x, [0.0, tau])[-1]
         lo, hi = x - width, x + width
-        if not (_nearer(field, hi[None], a, b, T) & ~_nearer(field, lo[None], a, b, T)).item():
+        lo_to_b, hi_to_b = _nearer(field, torch.stack((lo, hi)), a, b, T).tolist()
+        if lo_to_b or not hi_to_b:
             break  # the segment no longer straddles the separatrix: the point has settled
         s = bisect(field, lambda s: lo + s[:, None] * (hi - lo), a, b, 1, T, 20, dtype=x.dtype)
         x = lo + s[0] * (hi - lo)
