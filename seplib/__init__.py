@@ -2,7 +2,8 @@
 
 The public card (everything a chapter needs):
 
-    systems   bistable_1d, bistable_2d, duffing, analytic_kef_1d
+    systems   bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
+              analytic_kef_1d
     rnn       FlipFlopRNN, load_flipflop_gru, gru_vector_field
     sampling  MultiscaleGaussian
     kef       fit_kef  (returns a KEF: psi(x), .loss_history_)
@@ -15,7 +16,8 @@ from .flow import basin_labels, find_attractors, find_saddle, integrate, separat
 from .kef import KEF, default_device, fit_kef
 from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru
 from .sampling import MultiscaleGaussian
-from .systems import System, analytic_kef_1d, bistable_1d, bistable_2d, duffing
+from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, curved_bistable, duffing,
+                      mutual_inhibition)
 from .validate import basin_agreement, grid, separatrix_error, validate_kef
 
 __version__ = "0.1.0"

@@ -3,6 +3,7 @@
 A field is a plain callable ``f(x)`` on ``Tensor[..., d]`` that returns ``Tensor[..., d]``:
 batched over any leading dimensions, in the input's dtype and on the input's device.
 """
+import math
 from dataclasses import dataclass, field as dc_field
 from typing import Callable
 
@@ -64,6 +65,42 @@ def duffing(delta: float = 1.0) -> System:
         return torch.stack((py, -delta * py + px - px**3), dim=-1)
 
     return System("duffing", 2, f, [[-1.0, 0.0], [1.0, 0.0]], [0.0, 0.0], params={"delta": delta})
+
+
+def curved_bistable(a: float = 0.5) -> System:
+    """The 2D bistable system seen through the bend u = x - a y^2:
+    dx/dt = u - u^3 - 2 a y^2, dy/dt = -y.
+
+    u obeys du/dt = u - u^3, so the attractors are (+-1, 0), the saddle is 0 and the separatrix
+    is the parabola x = a y^2: a curved separatrix known exactly.
+    """
+
+    def f(x):
+        px, py = x[..., 0], x[..., 1]
+        u = px - a * py**2
+        return torch.stack((u - u**3 - 2 * a * py**2, -py), dim=-1)
+
+    return System("curved_bistable", 2, f, [[-1.0, 0.0], [1.0, 0.0]], [0.0, 0.0],
+                  separatrix=lambda x: x[..., 0] - a * x[..., 1] ** 2, params={"a": a})
+
+
+def mutual_inhibition(w: float = 2.0) -> System:
+    """Two rate units that inhibit each other: dx/dt = -x - w tanh(y), dy/dt = -y - w tanh(x).
+
+    For w > 1 one unit wins: attractors (s, -s) and (-s, s) with s = w tanh(s), saddle at 0, and
+    the diagonal x = y as separatrix (the flow keeps it invariant and carries it to the saddle).
+    """
+    if w <= 1:
+        raise ValueError(f"mutual_inhibition: w must be > 1 for two attractors, got {w}")
+    s = w
+    for _ in range(200):            # s = w tanh(s): a contraction near the positive root
+        s = w * math.tanh(s)
+
+    def f(x):
+        return -x - w * torch.tanh(x.flip(-1))
+
+    return System("mutual_inhibition", 2, f, [[-s, s], [s, -s]], [0.0, 0.0],
+                  separatrix=lambda x: x[..., 0] - x[..., 1], params={"w": w})
 
 
 def analytic_kef_1d(x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,8 @@ def random_curves(a, b, n, bend=0.5, seed=0):
     return curve
 
 
-def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20, n_grid=2001, seed=0):
+def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20, n_grid=2001, seed=0,
+                     s_true=None):
     """Distance between the true separatrix crossing and the zero of psi along random curves
     from attractor ``a`` to attractor ``b``.
 
@@ -45,11 +46,17 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     a fine grid of the same curve, refined linearly (the one nearest the true crossing if psi
     changes sign more than once; curves where psi keeps one sign count as the whole curve off).
     Returns a dict: ``median``, ``p90`` (state-space distance), ``r2`` of the crossing positions,
-    and the raw ``true`` and ``learned`` crossing points.
+    the raw ``true`` and ``learned`` crossing points, and ``s_true``, where the true crossings lie
+    along the curves. Pass that ``s_true`` back to measure another KEF of the same field, with
+    the same attractors and curve settings, without bisecting the ODE again.
     """
     a, b = torch.as_tensor(a), torch.as_tensor(b)
     curve = random_curves(a, b, n_curves, bend, seed)
-    s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype)
+    if s_true is None:
+        s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype)
+    elif s_true.shape != (n_curves,):
+        raise ValueError(f"s_true has shape {tuple(s_true.shape)}, expected ({n_curves},): pass the "
+                         "'s_true' of an earlier separatrix_error call with the same curve settings")
     s = torch.linspace(0, 1, n_grid, dtype=a.dtype, device=a.device).expand(n_curves, n_grid)
     pts = curve(s)                                        # [n, m, d]
     psi = _psi(kef, pts)                                  # [n, m]
@@ -73,6 +80,7 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
         "r2": (1 - ss_res / ss_tot).item(),
         "true": true_pts,
         "learned": learned_pts,
+        "s_true": s_true,
     }
 
 
@@ -87,13 +95,14 @@ def grid(lo, hi, n=201, dtype=torch.float32):
 def validate_kef(kef, field, attractors, points, labels=None, T=60.0, **error_kw):
     """Basin agreement on ``points`` and separatrix error between the two ``attractors``.
 
-    ``labels`` are the points' basins (from ``basin_labels``); pass them to check several KEFs
-    of one field without integrating the points again.
+    ``labels`` are the points' basins (from ``basin_labels``), and ``s_true`` the true crossings
+    (the result's ``s_true``): pass them to check several KEFs of one field without integrating
+    again.
     """
     labels = basin_labels(field, points, attractors, T) if labels is None else labels
     err = separatrix_error(kef, field, attractors[0], attractors[1], T=T, **error_kw)
     return {
         "basin_agreement": basin_agreement(kef, points, labels),
         "unconverged": int((labels < 0).sum()),
-        "median": err["median"], "p90": err["p90"], "r2": err["r2"],
+        "median": err["median"], "p90": err["p90"], "r2": err["r2"], "s_true": err["s_true"],
     }

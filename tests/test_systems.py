@@ -15,9 +15,12 @@ def test_fields_match_their_equations(dtype):
     assert sl.duffing()(x).dtype == dtype and sl.duffing()(x).shape == x.shape
 
 
-@pytest.mark.parametrize("system", [sl.bistable_1d(), sl.bistable_2d(), sl.duffing()])
+ALL = [sl.bistable_1d(), sl.bistable_2d(), sl.duffing(), sl.curved_bistable(), sl.mutual_inhibition()]
+
+
+@pytest.mark.parametrize("system", ALL, ids=lambda s: s.name)
 def test_fields_vanish_at_their_fixed_points(system):
-    points = torch.tensor(system.attractors + [system.saddle])
+    points = torch.tensor(system.attractors + [system.saddle], dtype=torch.float64)
     assert system(points).abs().max() < 1e-12
     assert system.dim == points.shape[-1]
 
@@ -32,3 +35,22 @@ def test_analytic_1d_kef_solves_the_eigen_equation():
 def test_duffing_refuses_non_positive_damping():
     with pytest.raises(ValueError, match="delta"):
         sl.duffing(0.0)
+
+
+@pytest.mark.parametrize("system", [s for s in ALL if s.separatrix is not None and s.dim == 2],
+                         ids=lambda s: s.name)
+def test_known_separatrix_splits_the_basins(system):
+    # Points on either side of the stated separatrix must flow to different attractors.
+    gen = torch.Generator().manual_seed(0)
+    x = 4 * torch.rand(400, 2, generator=gen) - 2
+    x = x[system.separatrix(x).abs() > 0.05]          # off the boundary, where labels are sharp
+    labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
+    side = system.separatrix(x) > 0
+    assert (labels >= 0).all()
+    agree = (side == (labels == 1)).float().mean().item()
+    assert max(agree, 1 - agree) == 1.0
+
+
+def test_bistable_systems_refuse_monostable_parameters():
+    with pytest.raises(ValueError, match="w must be > 1"):
+        sl.mutual_inhibition(1.0)

@@ -1,3 +1,4 @@
+import pytest
 import torch
 
 import seplib as sl
@@ -31,3 +32,13 @@ def test_a_shifted_zero_set_is_measured():
     err = sl.separatrix_error(Shifted(0.1), system, attractors[0], attractors[1], n_curves=50)
     # along a curve the crossing moves by at least the shift in x
     assert 0.1 <= err["median"] < 0.2
+
+
+def test_true_crossings_can_be_reused():
+    system = sl.bistable_2d()
+    a, b = torch.tensor(system.attractors)
+    first = sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=30)
+    again = sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=30, s_true=first["s_true"])
+    assert again["median"] == first["median"] and torch.equal(again["true"], first["true"])
+    with pytest.raises(ValueError, match="s_true"):
+        sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=20, s_true=first["s_true"])
