@@ -1,5 +1,7 @@
 """The figures the chapters show. Each takes an optional ``ax`` and returns it."""
+import math
 import matplotlib.pyplot as plt
+
 import numpy as np
 import torch
 from matplotlib.lines import Line2D
@@ -110,6 +112,38 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     _finish(ax, title, *labels)
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
+    h, _ = ax.get_legend_handles_labels()
+    ax.legend(handles=handles + h, loc="upper right", fontsize=8, framealpha=0.85)
+    return ax
+
+
+def basin_mismatch(kef, points, labels, ax=None, attractors=None, title="Where sign(psi) is wrong",
+                   labels_xy=("$x$", "$y$")):
+    """The true basins (pale blue and green, from ``basin_labels`` on a square grid ``points``
+    as made by ``grid``), psi's zero contour, and in red the grid points where the sign of psi
+    puts the state in the wrong basin (with the better of the two sign conventions)."""
+    ax = _ax(ax)
+    n = math.isqrt(len(points))
+    if n * n != len(points) or labels.shape != points.shape[:1]:
+        raise ValueError("basin_mismatch needs the n*n points of sl.grid and one label per point")
+    with torch.no_grad():
+        psi = kef(points).reshape(-1).cpu()
+    labels = labels.cpu()
+    known = labels >= 0
+    wrong = (psi > 0) != (labels == 1)
+    if wrong[known].float().mean() > 0.5:       # psi's sign convention is the other way round
+        wrong = ~wrong
+    wrong &= known
+    X, Y = (points[:, i].reshape(n, n).cpu().numpy() for i in (0, 1))
+    ax.contourf(X, Y, labels.reshape(n, n).float().numpy(), levels=[-1.5, -0.5, 0.5, 1.5],
+                colors=["white", "#cfe3f3", "#d7efcf"])
+    ax.contour(X, Y, psi.reshape(n, n).numpy(), levels=[0.0], **ZERO_STYLE)
+    ax.scatter(points[wrong, 0].cpu(), points[wrong, 1].cpu(), s=2, c="crimson", lw=0)
+    handles = [Line2D([], [], color="gold", lw=2.5, ls="--", label=r"$\psi = 0$"),
+               Line2D([], [], color="crimson", marker="o", ls="", ms=3,
+                      label=f"wrong basin ({wrong[known].float().mean().item():.1%})")]
+    _points(ax, attractors)
+    _finish(ax, title, *labels_xy)
     h, _ = ax.get_legend_handles_labels()
     ax.legend(handles=handles + h, loc="upper right", fontsize=8, framealpha=0.85)
     return ax

@@ -32,6 +32,17 @@ def test_every_plot_draws_with_current_matplotlib():
     plt.close("all")
 
 
+def test_basin_mismatch_counts_the_points_in_the_wrong_basin():
+    system = sl.bistable_2d()
+    _, _, points = sl.grid((-2, -2), (2, 2), 40)    # columns at x = -2 + 4k/39: none on x = 0
+    labels = sl.basin_labels(system, points, torch.tensor(system.attractors))
+    shifted = lambda x: -(x[..., 0] - 0.45)         # zero set at x = 0.45, other sign convention
+    ax = plots.basin_mismatch(shifted, points, labels)
+    # the 4 grid columns with 0 < x < 0.45 (x = 0.05, 0.15, 0.26, 0.36) are in the wrong basin
+    assert ax.get_legend().get_texts()[1].get_text() == f"wrong basin ({4 / 40:.1%})"
+    plt.close("all")
+
+
 def test_panel_shows_its_default_figure_and_has_the_controls(capsys):
     psi = XMinusShift()
     panel = kef_panel(sl.bistable_2d(), 2, kef=psi)
