@@ -20,7 +20,7 @@ import seplib as sl
 from seplib.rnn import BOOK_CHECKPOINT
 
 REFERENCE = {"standard": dict(epochs=1500, balance=1e-2), "squashed": dict(epochs=1000, balance=5e-2)}
-SCALES = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]
+SCALES = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]   # the reference tutorial's, kept apart from seplib's defaults
 
 
 TARGETS = dict(median=0.01, p90=0.03, r2=0.998, grid=0.997, mixture=0.993)
@@ -123,7 +123,8 @@ def accuracy(kef, field, attractors, truth, basins_first=False):
 def ground_truth(field, attractors):
     _, _, grid_points = sl.grid((-BOX, -BOX), (BOX, BOX), 201)
     grid_labels = sl.basin_labels(field, grid_points, attractors)
-    mix = sl.MultiscaleGaussian(2, SCALES).sample(500, torch.Generator().manual_seed(1)).reshape(-1, 2)
+    # samples of the training mixture: seplib's default scales
+    mix = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(1)).reshape(-1, 2)
     mix_labels = sl.basin_labels(field, mix, attractors)
     s_true = sl.separatrix_error(lambda x: x[..., 0], field, attractors[0], attractors[1])["s_true"]
     return grid_points, grid_labels, mix, mix_labels, s_true

@@ -13,7 +13,7 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from tqdm.auto import tqdm
 
-from .sampling import MultiscaleGaussian
+from .sampling import DEFAULT_SCALES, MultiscaleGaussian
 
 OBJECTIVES = {
     "standard": lambda psi: psi,              # R(psi) = psi
@@ -138,13 +138,13 @@ def _check_model(net, dim, device):
                          "psi must map [N, d] to [N, 1] (or [N])")
 
 
-def fit_kef(field, dim, *, rhs="standard", eigenvalue=1.0, scales=(0.01, 0.1, 0.5, 1.0, 2.0, 4.0),
+def fit_kef(field, dim, *, rhs="standard", eigenvalue=1.0, scales=DEFAULT_SCALES,
             mean=None, cov=None, epochs=3000, batch_size=256, lr=3e-3, balance_weight=1.0,
             seed=0, device=None, model=None, progress=True, callback=None):
     """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
 
     Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
-    ``scales``, and takes one Adam step whose learning rate decays from ``lr`` to ``lr / 100``
+    ``scales`` (by default 0.01, 0.1, 0.5, 1, 2, 4), and takes one Adam step whose learning rate decays from ``lr`` to ``lr / 100``
     over ``epochs`` (cosine). ``model`` is any module mapping [N, dim] to [N, 1]; by default a
     tanh MLP. ``callback(epoch, kef)``, if given, runs after every step. Returns a ``KEF`` with
     ``loss_history_``; its zero set is the separatrix.

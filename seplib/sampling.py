@@ -1,6 +1,9 @@
 """The multi-scale Gaussian that KEF training draws its samples from."""
 import torch
 
+# The covariance scales of the reference tutorial, used by default throughout seplib.
+DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
+
 
 class MultiscaleGaussian:
     """Gaussians N(mean, scale * cov), one per scale, sharing a mean and a base covariance.
@@ -9,7 +12,7 @@ class MultiscaleGaussian:
     The scales multiply the covariance, so a scale s spreads the points by sqrt(s).
     """
 
-    def __init__(self, dim, scales=(0.01, 0.1, 0.5, 1.0, 2.0, 4.0), mean=None, cov=None):
+    def __init__(self, dim, scales=DEFAULT_SCALES, mean=None, cov=None):
         self.dim = int(dim)
         if self.dim < 1:
             raise ValueError(f"dim must be a positive integer, got {dim}")

@@ -13,13 +13,12 @@ from IPython.display import HTML, display
 
 from .kef import fit_kef
 from .plots import kef_levels
-
-REFERENCE_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
+from .sampling import DEFAULT_SCALES
 
 
 def scales_up_to(largest):
-    """The reference scale ladder, stretched so that its largest scale is ``largest``."""
-    return tuple(s * largest / REFERENCE_SCALES[-1] for s in REFERENCE_SCALES)
+    """The default scale ladder, stretched so that its largest scale is ``largest``."""
+    return tuple(s * largest / DEFAULT_SCALES[-1] for s in DEFAULT_SCALES)
 
 
 def _figure(kef, plot_kw, title):
