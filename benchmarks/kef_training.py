@@ -126,6 +126,8 @@ def ground_truth(field, attractors):
     # samples of the training mixture: seplib's default scales
     mix = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(1)).reshape(-1, 2)
     mix_labels = sl.basin_labels(field, mix, attractors)
+    # the true crossings, bisected once: any psi's separatrix_error returns them, with the
+    # same curves that every later call uses
     s_true = sl.separatrix_error(lambda x: x[..., 0], field, attractors[0], attractors[1])["s_true"]
     return grid_points, grid_labels, mix, mix_labels, s_true
 

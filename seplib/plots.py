@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from .validate import grid
+from .validate import grid, wrong_basin
 
 ZERO_STYLE = dict(colors="gold", linewidths=2.5, linestyles="--")
 
@@ -130,10 +130,7 @@ def basin_mismatch(kef, points, labels, ax=None, attractors=None, title="Where s
         psi = kef(points).reshape(-1).cpu()
     labels = labels.cpu()
     known = labels >= 0
-    wrong = (psi > 0) != (labels == 1)
-    if wrong[known].float().mean() > 0.5:       # psi's sign convention is the other way round
-        wrong = ~wrong
-    wrong &= known
+    wrong = wrong_basin(psi, labels)
     X, Y = (points[:, i].reshape(n, n).cpu().numpy() for i in (0, 1))
     ax.contourf(X, Y, labels.reshape(n, n).float().numpy(), levels=[-1.5, -0.5, 0.5, 1.5],
                 colors=["white", "#cfe3f3", "#d7efcf"])

@@ -9,13 +9,22 @@ def _psi(kef, x):
         return kef(x).reshape(x.shape[:-1])
 
 
+def wrong_basin(psi, labels):
+    """Which points the sign of ``psi`` (psi's values at them) puts in the wrong basin, with the
+    better of the two sign conventions (psi's sign is arbitrary). Unlabelled points (label -1)
+    are never wrong."""
+    keep = labels >= 0
+    wrong = (psi.cpu() > 0) != (labels.cpu() == 1)
+    if wrong[keep].float().mean() > 0.5:        # psi's sign convention is the other way round
+        wrong = ~wrong
+    return wrong & keep.cpu()
+
+
 def basin_agreement(kef, x, labels):
     """Fraction of the labelled points (label 0 or 1) where sign(psi) matches the basin, with
     the better of the two sign conventions. Unlabelled points (-1) are left out."""
     keep = labels >= 0
-    positive = _psi(kef, x[keep]) > 0
-    match = (positive == (labels[keep] == 1)).float().mean().item()
-    return max(match, 1.0 - match)
+    return 1.0 - wrong_basin(_psi(kef, x), labels)[keep.cpu()].float().mean().item()
 
 
 def random_curves(a, b, n, bend=0.5, seed=0):
