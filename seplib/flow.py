@@ -67,13 +67,23 @@ def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12):
     return labels, state
 
 
-def basin_labels(field, x, attractors, T=60.0, tol=5e-2):
+def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3):
     """Index of the attractor that each point of ``x`` (``[..., d]``) reaches within time ``T``.
 
-    A point whose end state is farther than ``tol`` from every attractor is labelled -1: it has
-    not converged (it may sit near the separatrix or the saddle), and we report it, not guess.
+    A point is labelled -1, not guessed, when its end state is farther than ``tol`` from every
+    attractor (it has not converged by ``T``), or when moving it by ``margin`` along some axis
+    changes the attractor it reaches: it lies on the separatrix to within ``margin``. Without
+    that check a grid column that lies exactly on a separatrix (x = 0 on the 2D bistable system)
+    gets whichever basin float rounding picks. ``margin=0`` turns the check off.
     """
-    labels, _ = settle(field, x.reshape(-1, x.shape[-1]), attractors, T, tol)
+    points = x.reshape(-1, x.shape[-1])
+    labels, _ = settle(field, points, attractors, T, tol)
+    if margin > 0:
+        d = points.shape[-1]
+        shifts = margin * torch.cat((torch.eye(d), -torch.eye(d))).to(points)
+        moved, _ = settle(field, (points[None] + shifts[:, None]).reshape(-1, d), attractors, T, tol)
+        same = (moved.reshape(2 * d, -1) == labels).all(dim=0)
+        labels = torch.where(same, labels, torch.full_like(labels, -1))
     return labels.reshape(x.shape[:-1])
 
 

@@ -35,3 +35,13 @@ def test_basin_labels_and_unconverged_points():
     x = torch.tensor([[-0.5, 1.0], [0.7, -2.0], [0.0, 1.0]])  # the last lies on the separatrix
     labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
     assert labels.tolist() == [0, 1, -1]
+
+
+def test_basin_labels_leave_out_points_within_margin_of_the_separatrix():
+    system = sl.bistable_2d()
+    attractors = torch.tensor(system.attractors)
+    # 1e-7 off the separatrix x = 0 (as a float grid column can be): rounding alone picks a basin
+    x = torch.tensor([[1e-7, 0.5], [-1e-7, -1.0], [0.01, 2.0], [-0.01, 0.0]])
+    assert sl.basin_labels(system, x, attractors, margin=0).tolist() == [1, 0, 1, 0]
+    assert sl.basin_labels(system, x, attractors).tolist() == [-1, -1, 1, 0]
+    assert sl.basin_labels(system, x, attractors, margin=0.02).tolist() == [-1, -1, -1, -1]
