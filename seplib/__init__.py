@@ -7,12 +7,14 @@ The public card (everything a chapter needs):
     rnn       FlipFlopRNN, load_flipflop_gru, gru_vector_field
     sampling  MultiscaleGaussian
     kef       fit_kef  (returns a KEF: psi(x), .loss_history_)
-    flow      integrate, find_attractors, separatrix_point, find_saddle, basin_labels
+    flow      integrate, find_attractors, separatrix_point, find_saddle, basin_labels,
+              expansion_rate
     validate  basin_agreement, separatrix_error, validate_kef
     plots     phase_portrait, kef_levels, kef_1d, trajectories, loss_curve
     widgets   kef_panel, kef_frames
 """
-from .flow import basin_labels, find_attractors, find_saddle, integrate, separatrix_point
+from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, integrate,
+                   separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru
 from .sampling import MultiscaleGaussian

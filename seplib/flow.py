@@ -157,3 +157,23 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
         raise RuntimeError(f"no fixed point found near {torch.as_tensor(point).tolist()}: "
                            f"|f| = {field(x).norm():.2e} at {x.tolist()}")
     return x.detach(), torch.linalg.eigvals(jacobian(field, x))
+
+
+def expansion_rate(field, x, q=0.99):
+    """How fast the flow pulls nearby states apart around the points ``x`` (``[N, d]``): the
+    ``q``-quantile over x of the largest real part of the eigenvalues of the Jacobian df/dx.
+
+    Near a saddle, states separate at its unstable rate; for the bistable systems in this book
+    (and our GRU) no other place in the sampled region separates them faster, so this is the
+    saddle's unstable rate mu, found without locating the saddle. The quantile, not the maximum,
+    keeps one stray sample from setting it.
+    """
+    x = x.detach().reshape(-1, x.shape[-1]).requires_grad_(True)
+    with torch.enable_grad():
+        fx = field(x)
+        # the field acts on each point separately, so the gradient of the sum of one output
+        # component over the batch is that component's row of every point's Jacobian
+        rows = [torch.autograd.grad(fx[:, i].sum(), x, retain_graph=True)[0] for i in range(x.shape[-1])]
+    J = torch.stack(rows, dim=1).detach()
+    growth = torch.linalg.eigvals(J.double()).real.max(dim=-1).values
+    return torch.quantile(growth, q).item()

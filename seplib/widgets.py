@@ -11,9 +11,9 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import HTML, display
 
-from .kef import fit_kef
+from .kef import auto_eigenvalue, fit_kef
 from .plots import kef_levels
-from .sampling import DEFAULT_SCALES
+from .sampling import DEFAULT_SCALES, MultiscaleGaussian
 
 
 def scales_up_to(largest):
@@ -28,14 +28,15 @@ def _figure(kef, plot_kw, title):
     return fig
 
 
-def kef_panel(field, dim=2, kef=None, eigenvalue=1.0, largest_scale=4.0, epochs=3000,
+def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epochs=6000,
               rhs="standard", device=None, seed=0, **plot_kw):
     """Sliders for the eigenvalue, the largest sampling scale and the epochs, a choice of
     objective, a Train button, a progress bar and a live figure of psi's level sets.
 
     The default figure (of ``kef`` if given, else trained now with the default settings) is
-    displayed first as a plain figure. ``plot_kw`` goes to ``plots.kef_levels`` (field, lo, hi,
-    attractors, true_separatrix, ...). Returns the panel widget.
+    displayed first as a plain figure; the eigenvalue slider starts at its lambda (with
+    ``eigenvalue="auto"``, 0.4 times the flow's expansion rate). ``plot_kw`` goes to
+    ``plots.kef_levels`` (field, lo, hi, attractors, true_separatrix, ...). Returns the panel.
     """
     plot_kw.setdefault("field", field)
 
@@ -45,7 +46,10 @@ def kef_panel(field, dim=2, kef=None, eigenvalue=1.0, largest_scale=4.0, epochs=
 
     if kef is None:
         kef = train(eigenvalue, largest_scale, epochs, rhs, progress=False)
-    fig = _figure(kef, plot_kw, f"{rhs}, $\\lambda$={eigenvalue:g}, scale {largest_scale:g}, {epochs} epochs")
+    eigenvalue = getattr(kef, "eigenvalue", eigenvalue)  # the lambda psi was trained with
+    if eigenvalue == "auto":  # a psi from elsewhere: start the slider where fit_kef would
+        eigenvalue = auto_eigenvalue(field, MultiscaleGaussian(dim), seed, device or "cpu")
+    fig = _figure(kef, plot_kw, f"{rhs}, $\\lambda$={eigenvalue:.2g}, scale {largest_scale:g}, {epochs} epochs")
     display(fig)
     plt.close(fig)
 
@@ -54,7 +58,7 @@ def kef_panel(field, dim=2, kef=None, eigenvalue=1.0, largest_scale=4.0, epochs=
                            description="eigenvalue λ", style=style)
     largest = W.FloatLogSlider(value=largest_scale, base=10, min=-1, max=1.3, step=0.1,
                                description="largest scale", style=style)
-    n_epochs = W.IntSlider(value=epochs, min=100, max=5000, step=100, description="epochs", style=style)
+    n_epochs = W.IntSlider(value=epochs, min=100, max=10000, step=100, description="epochs", style=style)
     objective = W.ToggleButtons(options=["standard", "squashed"], value=rhs, description="objective",
                                 style=style)
     button = W.Button(description="Train", button_style="primary", icon="play")

@@ -13,11 +13,12 @@ def test_default_fit_on_2d_bistable_puts_training_samples_in_the_right_basin():
     x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
     labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
     assert sl.basin_agreement(kef, x, labels) >= 0.99
-    assert len(kef.loss_history_) == 3000 and kef.loss_history_[-1] < kef.loss_history_[0]
+    assert len(kef.loss_history_) == 6000 and kef.loss_history_[-1] < kef.loss_history_[0]
 
 
 def test_1d_standard_kef_matches_the_analytic_one():
-    kef = sl.fit_kef(sl.bistable_1d(), 1, progress=False, device="cpu")
+    # the analytic KEF x / sqrt|1 - x^2| is the one of eigenvalue 1
+    kef = sl.fit_kef(sl.bistable_1d(), 1, eigenvalue=1.0, progress=False, device="cpu")
     x = torch.linspace(-0.9, 0.9, 181).unsqueeze(-1)
     with torch.no_grad():
         learned = kef(x)
@@ -33,6 +34,24 @@ def test_small_fit_finds_the_2d_bistable_separatrix(rhs):
     a = torch.tensor(system.attractors)
     err = sl.separatrix_error(kef, system, a[0], a[1], n_curves=60, n_iter=16)
     assert err["median"] <= 0.02 and err["p90"] <= 0.05 and err["r2"] >= 0.99
+
+
+@pytest.mark.parametrize("system, mu", [(sl.bistable_2d(), 1.0), (sl.duffing(), (5**0.5 - 1) / 2),
+                                        (sl.duffing(3.0), (13**0.5 - 3) / 2)])
+def test_expansion_rate_is_the_saddles_unstable_rate(system, mu):
+    x = sl.MultiscaleGaussian(2).sample(256, torch.Generator().manual_seed(0)).reshape(-1, 2)
+    assert abs(sl.expansion_rate(system, x) - mu) < 0.01
+
+
+def test_auto_eigenvalue_is_a_fixed_fraction_of_the_expansion_rate():
+    kef = sl.fit_kef(sl.duffing(), 2, **FAST)
+    assert abs(kef.eigenvalue - 0.4 * (5**0.5 - 1) / 2) < 0.005
+    assert sl.fit_kef(sl.duffing(), 2, eigenvalue=0.7, **FAST).eigenvalue == 0.7
+
+
+def test_auto_eigenvalue_refuses_a_field_without_a_saddle():
+    with pytest.raises(ValueError, match="pulls no nearby states apart"):
+        sl.fit_kef(lambda x: -x, 2, **FAST)
 
 
 def test_same_seed_same_result():
@@ -59,8 +78,9 @@ def test_snapshots_are_taken_during_one_training():
 
 
 @pytest.mark.parametrize("kwargs, error, message", [
-    (dict(eigenvalue=0.0), ValueError, "eigenvalue must be a finite number > 0"),
-    (dict(eigenvalue=-1.0), ValueError, "eigenvalue must be a finite number > 0"),
+    (dict(eigenvalue=0.0), ValueError, "eigenvalue must be 'auto' or a finite number > 0"),
+    (dict(eigenvalue=-1.0), ValueError, "eigenvalue must be 'auto' or a finite number > 0"),
+    (dict(eigenvalue="fast"), ValueError, "eigenvalue must be 'auto' or a finite number > 0"),
     (dict(scales=[0.1, -2.0]), ValueError, "scales must be finite and > 0"),
     (dict(rhs="lambda phi: phi"), ValueError, "rhs must be 'standard', 'squashed' or a callable"),
     (dict(epochs=0), ValueError, "epochs must be a positive integer"),
@@ -90,7 +110,7 @@ def test_nan_in_the_field_stops_training_and_names_the_epoch():
         return x * float("nan") if calls["n"] > 6 else -x  # first call is the shape probe
 
     with pytest.raises(FloatingPointError, match="field returned NaN or inf at epoch 5"):
-        sl.fit_kef(field, 2, **FAST)
+        sl.fit_kef(field, 2, eigenvalue=1.0, **FAST)  # -x has no saddle for "auto" to measure
 
 
 def test_a_diverging_loss_stops_training():
