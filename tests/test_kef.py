@@ -54,6 +54,11 @@ def test_auto_eigenvalue_refuses_a_field_without_a_saddle():
         sl.fit_kef(lambda x: -x, 2, **FAST)
 
 
+def test_auto_eigenvalue_refuses_a_field_whose_jacobian_is_nan():
+    with pytest.raises(FloatingPointError, match="Jacobian is NaN or inf"):
+        sl.fit_kef(lambda x: x * torch.sqrt(x[..., :1] - 100), 2, **FAST)  # NaN for x < 100
+
+
 def test_same_seed_same_result():
     a = sl.fit_kef(sl.duffing(), 2, seed=3, **FAST)
     b = sl.fit_kef(sl.duffing(), 2, seed=3, **FAST)
