@@ -139,14 +139,13 @@ def kef_loss(psi, dpsi, rhs, eigenvalue, balance_weight, perm, min_side=0.2, bou
     if bound is None:
         positive = torch.sigmoid(10 * psi / psi.std()).mean()   # soft fraction of psi > 0
         minority = torch.minimum(positive, 1 - positive)
+        beyond = 0.0
     else:
         positive, negative = torch.relu(psi).mean(), torch.relu(-psi).mean()
         minority = torch.minimum(positive, negative) / (positive + negative + 1e-12)
+        beyond = (torch.relu(psi.abs() - bound) ** 2).mean()
     balance = torch.relu(min_side - minority) / min_side
-    loss = eig + balance_weight * balance
-    if bound is not None:
-        loss = loss + (torch.relu(psi.abs() - bound) ** 2).mean()
-    return loss
+    return eig + balance_weight * balance + beyond
 
 
 def _check_field(field, dim, device):

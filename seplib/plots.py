@@ -1,7 +1,7 @@
 """The figures the chapters show. Each takes an optional ``ax`` and returns it."""
 import math
-import matplotlib.pyplot as plt
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.lines import Line2D
