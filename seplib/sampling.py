@@ -1,5 +1,10 @@
-"""The multi-scale Gaussian that KEF training draws its samples from."""
+"""Where KEF training puts its samples: a multi-scale Gaussian, and pairs of states along
+trajectories that start from it."""
+import math
+
 import torch
+
+from .flow import integrate
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
 DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
@@ -41,3 +46,36 @@ class MultiscaleGaussian:
         z = torch.randn(len(self.scales), n, self.dim, generator=generator, dtype=torch.float64)
         x = self.mean + (z @ self._chol.T) * self.scales.sqrt()[:, None, None]
         return x.to(dtype=dtype, device=device)
+
+
+def trajectory_pairs(field, x0, longest, n_times=8):
+    """Pairs of states (x(0), x(t)) along the trajectories from the points ``x0`` (``[N, d]``),
+    at ``n_times`` times t spaced evenly in log from ``longest / 32`` to ``longest``.
+
+    Returns ``(start [M, d], end [M, d], t [M])``, with the pairs whose trajectory left the
+    floats (inf or NaN) dropped. Far from the saddle the flow is fast and the Gaussians put
+    almost no samples where it goes; a pair ties a state to where it will be, with no sample
+    needed in between.
+    """
+    if not (math.isfinite(longest) and longest > 0):
+        raise ValueError(f"longest must be a finite time > 0, got {longest!r}")
+    times = torch.logspace(math.log10(longest / 32), math.log10(longest), n_times,
+                           dtype=x0.dtype, device=x0.device)
+    with torch.no_grad():
+        if not torch.isfinite(field(x0)).all():
+            raise FloatingPointError("the field returned NaN or inf at the samples: check f on the "
+                                     "sampled region (scales, mean), or clip the field")
+    try:
+        states = integrate(field, x0, torch.cat((times.new_zeros(1), times)), rtol=1e-4, atol=1e-5)[1:]
+    except AssertionError as err:  # torchdiffeq's step size underflow: NaN, inf or a stiff field
+        raise FloatingPointError(f"integrating the field from the samples failed ({err}): the field "
+                                 "is NaN, inf or too stiff along the trajectories; check f, or "
+                                 "pass flow_time=None") from err
+    start = x0.expand(n_times, -1, -1).reshape(-1, x0.shape[-1])
+    end = states.reshape(-1, x0.shape[-1])
+    t = times[:, None].expand(-1, len(x0)).reshape(-1)
+    finite = torch.isfinite(end).all(dim=-1)
+    if not finite.any():
+        raise FloatingPointError("every trajectory from the samples blew up: check the field on the "
+                                 "sampled region, or pass flow_time=None")
+    return start[finite], end[finite], t[finite]

@@ -28,7 +28,7 @@ def _figure(kef, plot_kw, title):
     return fig
 
 
-def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epochs=6000,
+def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epochs=5000,
               rhs="standard", device=None, seed=0, **plot_kw):
     """Sliders for the eigenvalue, the largest sampling scale and the epochs, a choice of
     objective, a Train button, a progress bar and a live figure of psi's level sets.

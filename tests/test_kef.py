@@ -2,7 +2,7 @@ import pytest
 import torch
 
 import seplib as sl
-from seplib.kef import fit_kef_snapshots
+from seplib.kef import carry, fit_kef_snapshots, pair_loss
 
 FAST = dict(epochs=60, batch_size=64, progress=False, device="cpu")
 
@@ -13,7 +13,7 @@ def test_default_fit_on_2d_bistable_puts_training_samples_in_the_right_basin():
     x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
     labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
     assert sl.basin_agreement(kef, x, labels) >= 0.99
-    assert len(kef.loss_history_) == 6000 and kef.loss_history_[-1] < kef.loss_history_[0]
+    assert len(kef.loss_history_) == 5000 and kef.loss_history_[-1] < kef.loss_history_[0]
 
 
 def test_1d_standard_kef_matches_the_analytic_one():
@@ -91,6 +91,8 @@ def test_snapshots_are_taken_during_one_training():
     (dict(epochs=0), ValueError, "epochs must be a positive integer"),
     (dict(lr=0.0), ValueError, "lr must be > 0"),
     (dict(mean=[0.0]), ValueError, "mean has shape"),
+    (dict(flow_time=0.0), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
+    (dict(flow_time=float("inf")), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -115,7 +117,9 @@ def test_nan_in_the_field_stops_training_and_names_the_epoch():
         return x * float("nan") if calls["n"] > 6 else -x  # first call is the shape probe
 
     with pytest.raises(FloatingPointError, match="field returned NaN or inf at epoch 5"):
-        sl.fit_kef(field, 2, eigenvalue=1.0, **FAST)  # -x has no saddle for "auto" to measure
+        # -x has no saddle for "auto" to measure; no trajectory pairs, whose integration would
+        # meet the NaN first
+        sl.fit_kef(field, 2, eigenvalue=1.0, flow_time=None, **FAST)
 
 
 def test_a_diverging_loss_stops_training():
@@ -141,3 +145,24 @@ def test_directional_derivative_matches_autograd_for_mlps_and_other_modules():
         psi, dpsi = directional_derivative(net, x, v)
         torch.testing.assert_close(psi, net(x))
         torch.testing.assert_close(dpsi, (grad * v).sum(-1, keepdim=True), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("by", ["name", "callable"])   # closed form, or RK4 for a callable R
+def test_carry_follows_the_objectives_own_flow(by):
+    psi, t = torch.linspace(-0.9, 0.9, 7).unsqueeze(-1), torch.linspace(0.1, 2.0, 7)
+    e = torch.exp(0.5 * t).unsqueeze(-1)
+    R = {name: name if by == "name" else sl.kef.OBJECTIVES[name] for name in ("standard", "squashed")}
+    assert torch.allclose(carry(R["standard"], 0.5, psi, t), psi * e, rtol=1e-5)
+    # dpsi/dt = lambda (psi - psi^3) has psi(t) = psi e / sqrt(1 - psi^2 + psi^2 e^2), e = exp(lambda t)
+    squashed = psi * e / torch.sqrt(1 - psi**2 + psi**2 * e**2)
+    assert torch.allclose(carry(R["squashed"], 0.5, psi, t), squashed, atol=1e-5)
+
+
+def test_pair_loss_vanishes_on_the_analytic_kef_only():
+    system = sl.bistable_1d()
+    x0 = torch.linspace(-0.95, 0.95, 64).unsqueeze(-1)
+    start, end, t = sl.trajectory_pairs(system, x0, longest=1.0)
+    perm = torch.randperm(len(t), generator=torch.Generator().manual_seed(0))
+    exact = pair_loss(sl.analytic_kef_1d(start[:, 0]), sl.analytic_kef_1d(end[:, 0]), t, "standard", 1.0, perm)
+    wrong = pair_loss(start[:, 0], end[:, 0], t, "standard", 1.0, perm)   # psi = x: right zero, wrong growth
+    assert exact < 1e-4 and wrong > 1e-2

@@ -1,7 +1,10 @@
+import math
+
 import pytest
 import torch
 
-from seplib import MultiscaleGaussian
+from seplib import MultiscaleGaussian, bistable_2d
+from seplib.sampling import trajectory_pairs
 
 
 def test_samples_have_one_block_per_scale_with_the_right_spread():
@@ -32,3 +35,26 @@ def test_same_generator_seed_same_samples():
 def test_bad_sampler_arguments_say_what_is_wrong(kwargs, message):
     with pytest.raises(ValueError, match=message):
         MultiscaleGaussian(2, **kwargs)
+
+
+def test_trajectory_pairs_lie_on_the_flow():
+    # on the 2D bistable system y(t) = y(0) exp(-t) exactly
+    x0 = MultiscaleGaussian(2).sample(20, torch.Generator().manual_seed(0)).reshape(-1, 2)
+    start, end, t = trajectory_pairs(bistable_2d(), x0, longest=2.0, n_times=5)
+    assert start.shape == end.shape == (5 * len(x0), 2) and t.shape == (5 * len(x0),)
+    assert torch.allclose(t.unique(), torch.logspace(math.log10(2 / 32), math.log10(2.0), 5), rtol=1e-5)
+    assert torch.allclose(end[:, 1], start[:, 1] * torch.exp(-t), atol=1e-3)
+
+
+def test_trajectory_pairs_name_a_field_that_fails():
+    x0 = torch.randn(8, 2)
+    with pytest.raises(FloatingPointError, match="field returned NaN or inf at the samples"):
+        trajectory_pairs(lambda x: x * float("nan"), x0, 1.0)
+
+    def nan_far_out(x):  # finite at the samples, NaN where the flow takes them
+        return torch.where(x.abs().amax(-1, keepdim=True) > 3, float("nan"), x)
+
+    with pytest.raises(FloatingPointError, match="integrating the field from the samples failed"):
+        trajectory_pairs(nan_far_out, x0.clamp(-1, 1), 5.0)
+    with pytest.raises(ValueError, match="longest must be a finite time > 0"):
+        trajectory_pairs(lambda x: -x, x0, 0.0)
