@@ -27,8 +27,9 @@ AUTO_EIGENVALUE_RATIO = 0.4
 # flow_time="auto" pairs each sample with where it is up to a time 1 / (2 lambda) later, over
 # which psi grows by a factor sqrt(e): long enough for Duffing's fast outer orbits to come back
 # to the sampled middle, short enough that the pairs do not all end at the attractors. Measured
-# (two seeds each): Duffing damping 1 met all targets 2/2 at 1/(2 lambda) and 0/2 at 1/lambda;
-# damping 3 met them 1/2 at 1/(4 lambda) and 2/2 at 1/(2 lambda).
+# on Duffing, standard objective: damping 1 met all targets in 2/2 seeds at 1/(2 lambda), 2/3 at
+# 3/(4 lambda) and 0/2 at 1/lambda; damping 3, whose far stripes stay hard at every time we
+# tried, 1/2 at 1/(4 lambda), 2/2 at 1/(2 lambda) (1/3 in the full record) and 1/3 at 3/(4 lambda).
 AUTO_FLOW_TIME = 0.5
 
 OBJECTIVES = {
@@ -242,8 +243,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     turns them off.
 
     ``model`` is any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``).
-    ``callback(epoch, kef)``, if given, runs after every step. Returns a ``KEF`` with ``eigenvalue`` (the lambda used) and ``loss_history_``;
-    its zero set is the separatrix.
+    ``callback(epoch, kef)``, if given, runs after every step. Returns a ``KEF`` with
+    ``eigenvalue`` (the lambda used) and ``loss_history_``; its zero set is the separatrix.
     """
     if not (eigenvalue == "auto" or (isinstance(eigenvalue, (int, float)) and eigenvalue > 0
                                      and math.isfinite(eigenvalue))):
