@@ -281,6 +281,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     _check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
 
+    n = len(sampler.scales) * batch_size  # rows of psi from the samples; the pairs' ends follow
+    if pairs is not None:  # both ends of a pair go through the samples' pass, with tangent 0
+        pair_tangent = torch.zeros(2 * batch_size, dim, device=device)
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.Adam(net.parameters(), lr=lr, fused=True)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs, eta_min=lr / 100)
@@ -296,12 +299,11 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
             raise FloatingPointError(f"the field returned NaN or inf at epoch {epoch}: check f on "
                                      "the sampled region (scales, mean), or clip the field")
         x, fx = x.reshape(-1, dim), fx.reshape(-1, dim)
-        if pairs is not None:  # both ends of each pair go through the same pass (tangent 0)
+        if pairs is not None:
             pick = torch.randint(len(pairs[0]), (batch_size,), generator=gen).to(device)
             x0, xt, t = (p[pick] for p in pairs)
-            x, fx = torch.cat((x, x0, xt)), torch.cat((fx, torch.zeros_like(x0), torch.zeros_like(xt)))
+            x, fx = torch.cat((x, x0, xt)), torch.cat((fx, pair_tangent))
         psi, dpsi = directional_derivative(net, x, fx)
-        n = len(sampler.scales) * batch_size
         perm = torch.randperm(batch_size, generator=gen).to(device)
         loss = kef_loss(psi[:n].reshape(-1, batch_size, 1), dpsi[:n].reshape(-1, batch_size, 1),
                         R, eigenvalue, balance_weight, perm, bound=bound)
