@@ -147,16 +147,20 @@ def basin_mismatch(kef, points, labels, ax=None, attractors=None, title="Where s
 
 
 def kef_1d(kef, analytic=None, lo=-0.95, hi=0.95, ax=None, title="1D KEF"):
-    """psi against x for a 1-D system, with the analytic KEF rescaled to psi by least squares."""
+    """psi against x for a 1-D system, with the analytic KEF rescaled to psi by least squares, on
+    each side of 0 apart: no trajectory crosses the separatrix, so each side's scale is free."""
     ax = _ax(ax, (5.5, 3.5))
     x = torch.linspace(lo, hi, 401).unsqueeze(-1)
     with torch.no_grad():
         psi = kef(x).reshape(-1)
     ax.plot(x[:, 0], psi, lw=2.5, label=r"learned $\psi$")
     if analytic is not None:
-        ref = analytic(x[:, 0])
-        scale = (psi * ref).sum() / (ref * ref).sum()
-        ax.plot(x[:, 0], scale * ref, "k--", lw=1.5, label=f"analytic (x {scale:.3g})")
+        ref, fitted, scales = analytic(x[:, 0]), torch.zeros_like(psi), []
+        for side in (x[:, 0] < 0, x[:, 0] > 0):
+            scales.append((psi[side] * ref[side]).sum() / (ref[side] ** 2).sum())
+            fitted[side] = scales[-1] * ref[side]
+        ax.plot(x[:, 0], fitted, "k--", lw=1.5,
+                label=f"analytic (x {scales[0]:.3g} left, x {scales[1]:.3g} right)")
     ax.axhline(0, color="grey", lw=0.8)
     ax.axvline(0, color="grey", lw=0.8)
     ax.set_xlabel("$x$")

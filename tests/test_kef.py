@@ -16,14 +16,18 @@ def test_default_fit_on_2d_bistable_puts_training_samples_in_the_right_basin():
     assert len(kef.loss_history_) == 5000 and kef.loss_history_[-1] < kef.loss_history_[0]
 
 
-def test_1d_standard_kef_matches_the_analytic_one():
-    # the analytic KEF x / sqrt|1 - x^2| is the one of eigenvalue 1
+def test_1d_standard_kef_matches_the_analytic_one_on_each_side():
+    # the analytic KEF x / sqrt|1 - x^2| is the one of eigenvalue 1. No trajectory crosses 0, so
+    # each side's psi is a KEF on its own: psi matches it up to one scale per side, sign included
     kef = sl.fit_kef(sl.bistable_1d(), 1, eigenvalue=1.0, progress=False, device="cpu")
     x = torch.linspace(-0.9, 0.9, 181).unsqueeze(-1)
     with torch.no_grad():
         learned = kef(x)
-    corr = torch.corrcoef(torch.stack([learned, sl.analytic_kef_1d(x[:, 0])]))[0, 1]
-    assert corr.abs() >= 0.99  # psi is defined up to scale, sign included
+    analytic = sl.analytic_kef_1d(x[:, 0])
+    for side in (x[:, 0] < 0, x[:, 0] > 0):
+        assert torch.corrcoef(torch.stack([learned[side], analytic[side]]))[0, 1].abs() >= 0.99
+    crossings = x[1:, 0][torch.sign(learned[1:]) != torch.sign(learned[:-1])]
+    assert len(crossings) == 1 and crossings.abs().max() <= 0.02
 
 
 @pytest.mark.parametrize("rhs", ["standard", "squashed"])
@@ -109,17 +113,17 @@ def test_a_model_of_the_wrong_shape_is_refused():
         sl.fit_kef(sl.bistable_2d(), 2, model=torch.nn.Linear(2, 2), **FAST)
 
 
-def test_nan_in_the_field_stops_training_and_names_the_epoch():
+def test_nan_in_the_field_stops_training_and_names_the_epochs():
     calls = {"n": 0}
 
     def field(x):
         calls["n"] += 1
-        return x * float("nan") if calls["n"] > 6 else -x  # first call is the shape probe
+        return x * float("nan") if calls["n"] > 2 else -x  # the shape probe, then epochs 0-99
 
-    with pytest.raises(FloatingPointError, match="field returned NaN or inf at epoch 5"):
+    with pytest.raises(FloatingPointError, match="field returned NaN or inf at the samples of epochs 100-149"):
         # -x has no saddle for "auto" to measure; no trajectory pairs, whose integration would
         # meet the NaN first
-        sl.fit_kef(field, 2, eigenvalue=1.0, flow_time=None, **FAST)
+        sl.fit_kef(field, 2, eigenvalue=1.0, flow_time=None, **(FAST | dict(epochs=150)))
 
 
 def test_a_diverging_loss_stops_training():
@@ -145,6 +149,37 @@ def test_directional_derivative_matches_autograd_for_mlps_and_other_modules():
         psi, dpsi = directional_derivative(net, x, v)
         torch.testing.assert_close(psi, net(x))
         torch.testing.assert_close(dpsi, (grad * v).sum(-1, keepdim=True), atol=1e-5, rtol=1e-4)
+
+
+def test_the_written_out_backward_matches_autograd():
+    # gradients of a loss of psi and dpsi through _TanhMLPTangent, against torch.func.jvp and
+    # autograd, in float64; only the first 20 of 30 rows carry a tangent, as in fit_kef
+    from seplib.kef import directional_derivative, mlp
+    torch.manual_seed(0)
+    net = mlp(2).double()
+    x = torch.randn(30, 2, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(20, 2, dtype=torch.float64, requires_grad=True)
+    weights = torch.arange(30, dtype=torch.float64)[:, None]
+
+    def loss(psi, dpsi):
+        return (psi.sin() * weights).sum() + (dpsi**2 * weights[:20]).sum()
+
+    psi, dpsi = torch.func.jvp(net, (x[:20],), (v,))
+    expected = torch.autograd.grad(loss(torch.cat((psi, net(x[20:]))), dpsi), [x, v, *net.parameters()])
+    got = torch.autograd.grad(loss(*directional_derivative(net, x, v)), [x, v, *net.parameters()])
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+
+
+def test_layer_orders_other_than_mlps_go_through_forward_mode_ad():
+    from seplib.kef import _is_tanh_mlp, directional_derivative
+    nets = [torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Linear(8, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)),
+            torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1), torch.nn.Tanh())]
+    x, v = torch.randn(10, 2), torch.randn(10, 2)
+    for net in nets:
+        assert not _is_tanh_mlp(net)
+        psi, dpsi = directional_derivative(net, x, v)
+        torch.testing.assert_close(dpsi, torch.func.jvp(net, (x,), (v,))[1])
 
 
 @pytest.mark.parametrize("by", ["name", "callable"])   # closed form, or RK4 for a callable R
