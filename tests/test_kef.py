@@ -97,6 +97,8 @@ def test_snapshots_are_taken_during_one_training():
     (dict(mean=[0.0]), ValueError, "mean has shape"),
     (dict(flow_time=0.0), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
     (dict(flow_time=float("inf")), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
+    (dict(pair_weight=-1.0), ValueError, "pair_weight must be >= 0"),
+    (dict(balance_weight=float("nan")), ValueError, "balance_weight must be >= 0"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
