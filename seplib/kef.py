@@ -10,6 +10,7 @@ import time
 
 import torch
 import torch.autograd.forward_ad as fwAD
+from torch.autograd.function import once_differentiable
 from torch import nn
 from tqdm.auto import tqdm
 
@@ -147,6 +148,7 @@ class _TanhMLPTangent(torch.autograd.Function):
         return torch.addmm(b, h, W.T), t @ W.T
 
     @staticmethod
+    @once_differentiable  # a second derivative through this backward raises, not goes wrong
     def backward(ctx, g_h, g_t):
         params, saved = ctx.params, ctx.saved
         grads = [None] * len(params)
