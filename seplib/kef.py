@@ -367,9 +367,10 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
             xs, fxs = (a.reshape(-1, k, batch_size, dim).transpose(0, 1).reshape(k, n, dim) for a in (xs, fxs))
             if pairs is not None:
                 picks = torch.randint(len(pairs[0]), (k, batch_size), generator=gen).to(device)
-        x, fx = xs[epoch % SAMPLE_BLOCK], fxs[epoch % SAMPLE_BLOCK]
+        row = epoch % SAMPLE_BLOCK  # this epoch's row of the block
+        x, fx = xs[row], fxs[row]
         if pairs is not None:
-            x0, xt, t = (p[picks[epoch % SAMPLE_BLOCK]] for p in pairs)
+            x0, xt, t = (p[picks[row]] for p in pairs)
             x = torch.cat((x, x0, xt))  # both ends of a pair go through the samples' pass
         psi, dpsi = directional_derivative(net, x, fx)
         perm = torch.randperm(batch_size, generator=gen).to(device)
