@@ -28,9 +28,14 @@ def _figure(kef, plot_kw, title):
     return fig
 
 
+def _epochs_run(kef, default):
+    """How many epochs psi trained for (fit_kef stops once the zero set settles)."""
+    return len(getattr(kef, "loss_history_", [])) or default
+
+
 def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epochs=5000,
               rhs="standard", device=None, seed=0, **plot_kw):
-    """Sliders for the eigenvalue, the largest sampling scale and the epochs, a choice of
+    """Sliders for the eigenvalue, the largest sampling scale and the most epochs, a choice of
     objective, a Train button, a progress bar and a live figure of psi's level sets.
 
     The default figure (of ``kef`` if given, else trained now with the default settings) is
@@ -49,7 +54,7 @@ def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epoc
     eigenvalue = getattr(kef, "eigenvalue", eigenvalue)  # the lambda psi was trained with
     if eigenvalue == "auto":  # a psi from elsewhere: start the slider where fit_kef would
         eigenvalue = auto_eigenvalue(field, MultiscaleGaussian(dim), seed, device or "cpu")
-    fig = _figure(kef, plot_kw, f"{rhs}, $\\lambda$={eigenvalue:.2g}, scale {largest_scale:g}, {epochs} epochs")
+    fig = _figure(kef, plot_kw, f"{rhs}, $\\lambda$={eigenvalue:.2g}, scale {largest_scale:g}, {_epochs_run(kef, epochs)} epochs")
     display(fig)
     plt.close(fig)
 
@@ -58,7 +63,7 @@ def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epoc
                            description="eigenvalue λ", style=style)
     largest = W.FloatLogSlider(value=largest_scale, base=10, min=-1, max=1.3, step=0.1,
                                description="largest scale", style=style)
-    n_epochs = W.IntSlider(value=epochs, min=100, max=10000, step=100, description="epochs", style=style)
+    n_epochs = W.IntSlider(value=epochs, min=100, max=10000, step=100, description="max epochs", style=style)
     objective = W.ToggleButtons(options=["standard", "squashed"], value=rhs, description="objective",
                                 style=style)
     button = W.Button(description="Train", button_style="primary", icon="play")
@@ -70,7 +75,7 @@ def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epoc
             out.clear_output(wait=True)
             k = train(eig.value, largest.value, n_epochs.value, objective.value, progress=True)
             f = _figure(k, plot_kw, f"{objective.value}, $\\lambda$={eig.value:.2g}, "
-                                    f"scale {largest.value:.2g}, {n_epochs.value} epochs")
+                                    f"scale {largest.value:.2g}, {len(k.loss_history_)} epochs")
             display(f)
             plt.close(f)
         button.disabled = False

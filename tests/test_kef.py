@@ -13,7 +13,16 @@ def test_default_fit_on_2d_bistable_puts_training_samples_in_the_right_basin():
     x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
     labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
     assert sl.basin_agreement(kef, x, labels) >= 0.99
-    assert len(kef.loss_history_) == 5000 and kef.loss_history_[-1] < kef.loss_history_[0]
+    assert kef.loss_history_[-1] < kef.loss_history_[0]
+    # it stopped early, at a check (every 500 epochs), once the zero set had settled
+    assert len(kef.loss_history_) < 5000 and len(kef.loss_history_) % 500 == 0
+
+
+def test_early_stop_checks_every_500_epochs_and_tol_none_runs_every_epoch():
+    small = dict(epochs=1500, batch_size=64, progress=False, device="cpu")
+    # between epochs 500 and 1000 far fewer than half the probe points change sign: stop at 1000
+    assert len(sl.fit_kef(sl.bistable_2d(), 2, tol=0.5, **small).loss_history_) == 1000
+    assert len(sl.fit_kef(sl.bistable_2d(), 2, tol=None, **small).loss_history_) == 1500
 
 
 def test_1d_standard_kef_matches_the_analytic_one_on_each_side():
@@ -98,6 +107,8 @@ def test_snapshots_are_taken_during_one_training():
     (dict(flow_time=0.0), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
     (dict(flow_time=float("inf")), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
     (dict(pair_weight=-1.0), ValueError, "pair_weight must be >= 0"),
+    (dict(tol=1.0), ValueError, "tol must be None"),
+    (dict(tol=-0.1), ValueError, "tol must be None"),
     (dict(balance_weight=float("nan")), ValueError, "balance_weight must be >= 0"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, message):

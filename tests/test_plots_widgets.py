@@ -47,7 +47,7 @@ def test_panel_shows_its_default_figure_and_has_the_controls(capsys):
     psi = XMinusShift()
     panel = kef_panel(sl.bistable_2d(), 2, kef=psi)
     names = [getattr(w, "description", "") for w in panel.children]
-    assert {"eigenvalue λ", "largest scale", "epochs", "objective", "Train"} <= set(names)
+    assert {"eigenvalue λ", "largest scale", "max epochs", "objective", "Train"} <= set(names)
     assert "Figure" in capsys.readouterr().out  # displayed as a plain figure, no frontend needed
 
 
