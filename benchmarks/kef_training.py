@@ -11,7 +11,6 @@ separatrix error (median, p90, R^2), and the time ratio: of the two full trainin
 the machine's speed drifts, of per-epoch times measured in alternating short runs.
 """
 import argparse
-import inspect
 import json
 import time
 
@@ -134,18 +133,19 @@ def ground_truth(field, attractors):
     return grid_points, grid_labels, mix, mix_labels, s_true
 
 
-def interleaved_times(field, rhs, rounds=5, ref_epochs=30, our_epochs=300):
+def interleaved_times(field, rhs, our_full_epochs, rounds=5, ref_epochs=30, our_epochs=300):
     """Seconds per epoch of the reference and of seplib, timed in alternating short runs, so
     that both see the same machine (its speed drifts by up to 50% over minutes here); the
-    medians, and the ratio of the full trainings' times they project. seplib's short runs
-    include its set-up, so its figure is an upper bound."""
+    medians, and the ratio of the full trainings' times they project (``our_full_epochs``:
+    the epochs seplib's full training ran before its early stop). seplib's short runs include
+    its set-up, so its figure is an upper bound."""
     ref, ours = [], []
     for _ in range(rounds):
         ref.append(reference_fit(field, 2, rhs, epochs=ref_epochs)[1] / ref_epochs)
-        ours.append(sl.fit_kef(field, 2, rhs=rhs, epochs=our_epochs, device="cpu", progress=False).fit_seconds_ / our_epochs)
+        ours.append(sl.fit_kef(field, 2, rhs=rhs, epochs=our_epochs, tol=None, device="cpu",
+                               progress=False).fit_seconds_ / our_epochs)
     ref, ours = sorted(ref)[rounds // 2], sorted(ours)[rounds // 2]
-    epochs = inspect.signature(sl.fit_kef).parameters["epochs"].default
-    return ref, ours, ref * REFERENCE[rhs]["epochs"] / (ours * epochs)
+    return ref, ours, ref * REFERENCE[rhs]["epochs"] / (ours * our_full_epochs)
 
 
 def benchmark(name, rhs, seeds, reference):
@@ -177,10 +177,12 @@ def benchmark(name, rhs, seeds, reference):
               f"{acc['mixture_box']:7.4f} {acc['median']:7.4f} {acc['p90']:7.4f} {acc['r2']:7.4f}  "
               f"{'yes' if meets(acc) else 'no'}", flush=True)
     if reference:
-        print(f"time ratio reference / seplib (seed {seeds[0]}): {rows[-1][1] / rows[0][1]:.1f}x")
-        ref, ours, ratio = interleaved_times(field, rhs)
+        ratios = [rows[-1][1] / row[1] for row in rows[:-1]]
+        print("time ratio reference / seplib: " + ", ".join(f"{r:.1f}x (s{s})" for r, s in zip(ratios, seeds)))
+        ref, ours, ratio = interleaved_times(field, rhs, rows[0][2])
         print(f"interleaved (median of 5 alternating short runs): reference {ref:.4f} s/epoch, seplib "
-              f"{ours:.4f} s/epoch; full trainings' time ratio {ratio:.1f}x", flush=True)
+              f"{ours:.4f} s/epoch; full trainings' time ratio (s{seeds[0]}, {rows[0][2]} epochs) {ratio:.1f}x",
+              flush=True)
 
 
 def main():
@@ -191,6 +193,9 @@ def main():
     ap.add_argument("--skip-reference", action="store_true")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    # the reference's torch.optim.Adam imports torch._dynamo on its first use in a process (1.5 s
+    # here); that happens now, outside both timings
+    torch.optim.Adam([torch.zeros(1, requires_grad=True)])
     names = list(SYSTEMS) if args.system == "all" else args.system.split(",")
     seeds = [int(s) for s in args.seeds.split(",")]
     print(f"targets: {TARGETS}  ('mix box': mixture samples inside [-{BOX}, {BOX}]^2, for information)")
