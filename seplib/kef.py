@@ -49,11 +49,12 @@ SAMPLE_BLOCK = 100
 # psi's sign at fixed probe points (the pairs' starts, PAIR_STARTS samples of each scale), and
 # stops when fewer than a fraction ``tol`` of them changed sign since the last check, but not in
 # the first half of the epochs, while the learning rate is still above half its start. Measured
-# on six systems, both objectives, seeds 0-2 (benchmarks/): tol=1e-3 with checks every 500
-# epochs stopped the GRU after 1000-2500 epochs and ran Duffing to 4500-5000; tol=2e-3, or checks
-# every 100 or 200 epochs, stopped Duffing with damping 3 short of the accuracy targets, and so
-# did tol=1e-3 once (at epoch 1500) without the first-half rule: far samples stuck in the wrong
-# basin change no sign, so the count cannot see them.
+# on six systems, both objectives, seeds 0-2 (benchmarks/results_multiseed.txt): tol=1e-3 with
+# checks every 500 epochs stops the GRU after 2500-3000 epochs, the 2D bistable system after
+# 2500-3500, and runs Duffing to 4500-5000. tol=2e-3, or checks every 100 or 200 epochs, stopped
+# Duffing with damping 3 short of the accuracy targets, and so did tol=1e-3 once (at epoch 1500)
+# without the first-half rule: far samples stuck in the wrong basin change no sign, so the count
+# cannot see them.
 STOP_CHECK_EVERY = 500
 
 OBJECTIVES = {
@@ -269,8 +270,8 @@ def pair_loss(psi_start, psi_end, t, rhs, eigenvalue, perm):
 
 class _Adam:
     """Adam (Kingma and Ba) with the learning rate given at each step, on all the parameters at
-    once: they are moved into one flat buffer, so a step is seven tensor operations whatever the
-    number of layers. torch.optim.Adam gives the same steps, but its first use in a process
+    once: they are moved into one flat buffer, so a step is a handful of tensor operations
+    whatever the number of layers. torch.optim.Adam gives the same steps, but its first use in a process
     imports torch._dynamo (1.5 s here, paid by the first fit_kef of every chapter), and its step
     and zero_grad cost 105 us against 52 us here, of a 3-4 ms epoch."""
 
