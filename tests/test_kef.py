@@ -247,3 +247,17 @@ def test_trained_weights_save_and_load_with_weights_only(tmp_path):
     net.load_state_dict(torch.load(tmp_path / "psi.pt", weights_only=True))
     x = torch.randn(10, 2)
     assert torch.equal(net(x).squeeze(-1), kef(x))
+
+
+def test_the_returned_psi_has_the_running_average_of_the_weights():
+    steps = []
+
+    def keep(epoch, kef):  # the callback sees each step's own weights
+        steps.append(torch.cat([p.detach().reshape(-1) for p in kef.net.parameters()]).clone())
+
+    kef = sl.fit_kef(sl.bistable_2d(), 2, callback=keep, **FAST)
+    average = steps[0].clone()
+    for t, w in enumerate(steps[1:], start=2):
+        average.lerp_(w, 1 - min(sl.kef.AVERAGE_DECAY, (1 + t) / (10 + t)))
+    final = torch.cat([p.detach().reshape(-1) for p in kef.net.parameters()])
+    assert torch.allclose(final, average, atol=1e-6) and not torch.allclose(final, steps[-1], atol=1e-6)
