@@ -361,8 +361,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
 
     The returned psi has the running average of the weights (``AVERAGE_DECAY``), not the last
     step's. ``model`` is any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``).
-    ``callback(epoch, kef)``, if given, runs after every step and sees the step's weights. Returns a ``KEF`` with
-    ``eigenvalue`` (the lambda used) and ``loss_history_``; its zero set is the separatrix.
+    ``callback(epoch, kef)``, if given, runs after every step and sees the step's weights.
+    Returns a ``KEF`` with ``eigenvalue`` (the lambda used) and ``loss_history_``; its zero set
+    is the separatrix.
     """
     if not (eigenvalue == "auto" or (isinstance(eigenvalue, (int, float)) and eigenvalue > 0
                                      and math.isfinite(eigenvalue))):
@@ -444,7 +445,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
         opt.step(lr / 100 + (lr - lr / 100) * (1 + math.cos(math.pi * epoch / epochs)) / 2)  # cosine decay
         if epoch == 0:
             average = opt.flat.clone()
-        average.lerp_(opt.flat, 1 - min(AVERAGE_DECAY, (2 + epoch) / (11 + epoch)))
+        average.lerp_(opt.flat, 1 - min(AVERAGE_DECAY, (1 + opt.steps) / (10 + opt.steps)))
         kef.loss_history_.append(loss_value)
         if epoch % 50 == 0:
             bar.set_postfix(loss=f"{loss_value:.4f}")
