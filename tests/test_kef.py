@@ -84,6 +84,14 @@ def test_same_seed_same_result():
     assert torch.equal(a(x), b(x))
 
 
+def test_fit_kef_leaves_the_global_random_state_alone():
+    torch.manual_seed(5)
+    expected = torch.rand(3)
+    torch.manual_seed(5)
+    sl.fit_kef(sl.bistable_2d(), 2, **FAST)
+    assert torch.equal(torch.rand(3), expected)
+
+
 def test_custom_rhs_and_custom_model():
     net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.Tanh(), torch.nn.Linear(16, 1))
     kef = sl.fit_kef(sl.bistable_2d(), 2, rhs=lambda p: p - p**3, model=net, **FAST)
