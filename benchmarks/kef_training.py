@@ -4,10 +4,11 @@ tutorial's training, on the same field, measured against ODE ground truth.
     .venv/bin/python benchmarks/kef_training.py [--system gru] [--rhs standard|squashed]
     .venv/bin/python benchmarks/kef_training.py --system all --rhs standard,squashed --seeds 0,1,2 --skip-reference
 
-Prints, for each: seconds per epoch, total time, the epoch and training time at which all the
-accuracy targets were first met (checked every 100 epochs; checking time excluded), basin agreement (201x201 grid on [-2.5, 2.5]^2
-and samples of the training mixture, all of them and those inside the plotted square),
-separatrix error (median, p90, R^2), and the time ratio: of the two full trainings, and, since
+Prints, for each: the epochs run, seconds per epoch, total time, the epoch and training time at
+which all the accuracy targets were first met (checked every 100 epochs; checking time excluded),
+basin agreement (201x201 grid on [-2.5, 2.5]^2 and samples of the training mixture, all of them and
+those inside the plotted square), separatrix error (median, p90, R^2), and the time ratio: of the
+two full trainings, and, since
 the machine's speed drifts, of per-epoch times measured in alternating short runs.
 """
 import argparse
@@ -169,11 +170,11 @@ def benchmark(name, rhs, seeds, reference):
         ref, seconds, epochs = reference_fit(field, 2, rhs, check=check)
         rows.append(("reference", seconds, epochs, evaluate(ref, basins_first=False), check.reached))
     print(f"\nsystem {name}, objective {rhs}")
-    print(f"{'':12s} {'s/epoch':>8s} {'total s':>8s} {'targets at':>16s} {'grid':>7s} {'mixture':>7s} "
+    print(f"{'':12s} {'epochs':>6s} {'s/epoch':>8s} {'total s':>8s} {'targets at':>16s} {'grid':>7s} {'mixture':>7s} "
           f"{'mix box':>7s} {'median':>7s} {'p90':>7s} {'R^2':>7s}  all targets")
     for label, sec, ep, acc, r in rows:
         at = f"ep {r[0]}, {r[1]:.1f}s" if r else "not reached"
-        print(f"{label:12s} {sec / ep:8.4f} {sec:8.1f} {at:>16s} {acc['grid']:7.4f} {acc['mixture']:7.4f} "
+        print(f"{label:12s} {ep:6d} {sec / ep:8.4f} {sec:8.1f} {at:>16s} {acc['grid']:7.4f} {acc['mixture']:7.4f} "
               f"{acc['mixture_box']:7.4f} {acc['median']:7.4f} {acc['p90']:7.4f} {acc['r2']:7.4f}  "
               f"{'yes' if meets(acc) else 'no'}", flush=True)
     if reference:
