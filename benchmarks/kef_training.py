@@ -8,8 +8,8 @@ Prints, for each: the epochs run, seconds per epoch, total time, the epoch and t
 which all the accuracy targets were first met (checked every 100 epochs; checking time excluded),
 basin agreement (201x201 grid on [-2.5, 2.5]^2 and samples of the training mixture, all of them and
 those inside the plotted square), separatrix error (median, p90, R^2), and the time ratio: of the
-two full trainings, and, since
-the machine's speed drifts, of per-epoch times measured in alternating short runs.
+two full trainings, and, since the machine's speed drifts, of per-epoch times measured in
+alternating short runs.
 """
 import argparse
 import json
