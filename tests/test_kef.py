@@ -28,6 +28,22 @@ def test_early_stop_checks_every_500_epochs_past_half_and_tol_none_runs_every_ep
     assert len(sl.fit_kef(sl.bistable_2d(), 2, tol=None, **small).loss_history_) == 2500
 
 
+def test_the_early_stop_waits_while_trajectory_pairs_disagree_on_their_basin(monkeypatch):
+    small = dict(epochs=2500, batch_size=64, progress=False, device="cpu")
+    monkeypatch.setattr(sl.kef, "STOP_PAIR_DISAGREEMENT", -1.0)  # no count of pairs meets it
+    assert len(sl.fit_kef(sl.bistable_2d(), 2, tol=0.5, **small).loss_history_) == 2500
+
+
+def test_disagreement_counts_the_pairs_whose_ends_psi_puts_on_opposite_sides():
+    net = torch.nn.Linear(2, 1)  # psi(x) = x0
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        net.bias.zero_()
+    start = torch.tensor([[1.0, 0.0], [1.0, 5.0], [-2.0, 0.0], [-1.0, 1.0]])
+    end = torch.tensor([[2.0, 0.0], [-1.0, 5.0], [-1.0, 3.0], [0.5, 1.0]])
+    assert sl.kef._disagreement(net, start, end) == 0.5
+
+
 def test_1d_standard_kef_matches_the_analytic_one_on_each_side():
     # the analytic KEF x / sqrt|1 - x^2| is the one of eigenvalue 1. No trajectory crosses 0, so
     # each side's psi is a KEF on its own: psi matches it up to one scale per side, sign included
