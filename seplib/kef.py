@@ -64,8 +64,8 @@ STOP_CHECK_EVERY = 500
 # pairs): the wrong ends cluster on a few trajectories, and every 8th pair missed them. Measured
 # every 500 epochs (seed 0 unless said): settled runs 0.0000-0.0008 (GRU, 2D bistable, mutual
 # inhibition), 0.0009-0.0033 (curved bistable, Duffing, Duffing with damping 3); Duffing with
-# damping 3, seed 2, both objectives, 0.0067-0.0082 while its stripes beyond |x| = 2.5 stayed in the wrong basin
-# (mixture 0.9886-0.9920) and 0.0009-0.0024 once they had turned (0.9973-0.9997).
+# damping 3, seed 2, both objectives, 0.0067-0.0082 while its stripes beyond |x| = 2.5 stayed in
+# the wrong basin (mixture 0.9886-0.9920) and 0.0009-0.0024 once they had turned (0.9973-0.9997).
 STOP_PAIR_DISAGREEMENT = 5e-3
 
 # fit_kef returns a running average of the weights (Polyak), whose memory grows to 1000 epochs
