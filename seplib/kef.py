@@ -15,7 +15,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .flow import expansion_rate
-from .sampling import DEFAULT_SCALES, MultiscaleGaussian, trajectory_pairs
+from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends
 
 # eigenvalue="auto" takes lambda = AUTO_EIGENVALUE_RATIO * mu, mu the flow's expansion rate
 # (the saddle's unstable rate). Near the separatrix psi ~ |distance|^(lambda / mu), and far from
@@ -47,25 +47,27 @@ SAMPLE_BLOCK = 100
 
 # fit_kef stops early once psi's zero set has settled: every STOP_CHECK_EVERY epochs it takes
 # psi's sign at fixed probe points (the pairs' starts, PAIR_STARTS samples of each scale), and
-# stops when fewer than a fraction ``tol`` of them changed sign since the last check, but not in
-# the first half of the epochs, while the learning rate is still above half its start. Measured
-# on six systems, both objectives, seeds 0-2 (benchmarks/results_multiseed.txt): tol=1e-3 with
-# checks every 500 epochs stops the GRU after 2500-3500 epochs, the 2D bistable system after
-# 3000-3500, and runs Duffing to 5000. At width 64, tol=2e-3, or checks every 100 or 200 epochs,
-# stopped Duffing with damping 3 short of the accuracy targets, and so did tol=1e-3 once (at epoch
-# 1500) without the first-half rule: far samples stuck in the wrong basin change no sign, so the
-# count cannot see them.
+# stops when fewer than a fraction ``tol`` of them changed sign since the last check (so at the
+# second check, epoch 1000, at the earliest). Measured on six systems, both objectives, seeds 0-2
+# (benchmarks/results_multiseed.txt): tol=1e-3 with checks every 500 epochs stops the GRU after
+# 1000-2500 epochs and the 2D bistable system after 1500-3000, and runs Duffing to 4500-5000. At
+# width 64 and before the pair check below, tol=2e-3, or checks every 100 or 200 epochs, stopped
+# Duffing with damping 3 short of the accuracy targets, and so did tol=1e-3 once, at epoch 1500:
+# far samples stuck in the wrong basin change no sign, so the count cannot see them. Until the
+# pair check saw them, no stop came in the first half of the epochs; without that rule the 36
+# runs meet every target as with it, and the GRU stops 1000-1500 epochs sooner.
 STOP_CHECK_EVERY = 500
 
 # Nor does it stop while more than STOP_PAIR_DISAGREEMENT of the trajectory pairs have psi's sign
 # differ at their two ends: on a trajectory psi keeps its sign, so a pair that disagrees has an end
 # in the wrong basin. That sees what the sign count cannot, far samples stuck in the wrong basin,
-# which change no sign. It is checked only once the signs have settled (0.45 s for all 122880
-# pairs): the wrong ends cluster on a few trajectories, and every 8th pair missed them. Measured
-# every 500 epochs (seed 0 unless said): settled runs 0.0000-0.0008 (GRU, 2D bistable, mutual
-# inhibition), 0.0009-0.0033 (curved bistable, Duffing, Duffing with damping 3); Duffing with
-# damping 3, seed 2, both objectives, 0.0067-0.0082 while its stripes beyond |x| = 2.5 stayed in
-# the wrong basin (mixture 0.9886-0.9920) and 0.0009-0.0024 once they had turned (0.9973-0.9997).
+# which change no sign. It is checked only once the signs have settled, at all 122880 pairs (0.2 s:
+# psi at their ends; the signs at their starts are the sign count's): the wrong ends cluster on a
+# few trajectories, and every 8th pair missed them. Measured every 500 epochs (seed 0 unless said):
+# settled runs 0.0000-0.0008 (GRU, 2D bistable, mutual inhibition), 0.0009-0.0033 (curved bistable,
+# Duffing, Duffing with damping 3); Duffing with damping 3, seed 2, both objectives, 0.0067-0.0082
+# while its stripes beyond |x| = 2.5 stayed in the wrong basin (mixture 0.9886-0.9920) and
+# 0.0009-0.0024 once they had turned (0.9973-0.9997).
 STOP_PAIR_DISAGREEMENT = 5e-3
 
 # fit_kef returns a running average of the weights (Polyak), whose memory grows to 1000 epochs
@@ -353,9 +355,10 @@ def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
     return AUTO_EIGENVALUE_RATIO * mu
 
 
-def _disagreement(net, start, end):
-    """The fraction of pairs (start, end) on which psi's sign differs."""
-    return ((net(start) > 0) != (net(end) > 0)).float().mean().item()
+def _disagreement(start_positive, net, end):
+    """The fraction of pairs on which psi's sign at the end differs from the start's
+    (``start_positive``: psi > 0 there, one per pair)."""
+    return (start_positive != (net(end) > 0).flatten()).float().mean().item()
 
 
 def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES,
@@ -375,11 +378,11 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     ``pair_weight``). Far out the flow is fast and leaves the Gaussians before it turns back; the
     pairs reach across that gap. ``None`` turns them off.
 
-    Training stops before ``epochs``, in their second half, once the zero set has settled: when
-    fewer than a fraction ``tol`` of fixed samples (``PAIR_STARTS`` of each scale) changed sign
-    over the last ``STOP_CHECK_EVERY`` (500) epochs, and psi's sign differs at the two ends of at
-    most ``STOP_PAIR_DISAGREEMENT`` (0.5%) of the pairs. ``tol=None`` runs every epoch;
-    ``len(kef.loss_history_)`` says how many ran.
+    Training stops before ``epochs`` once the zero set has settled: at a check, every
+    ``STOP_CHECK_EVERY`` (500) epochs from the second (epoch 1000) on, when fewer than a
+    fraction ``tol`` of fixed samples (``PAIR_STARTS`` of each scale) changed sign since the last
+    check, and psi's sign differs at the two ends of at most ``STOP_PAIR_DISAGREEMENT`` (0.5%) of
+    the pairs. ``tol=None`` runs every epoch; ``len(kef.loss_history_)`` says how many ran.
 
     The returned psi has the running average of the weights (``AVERAGE_DECAY``), not the last
     step's. ``model`` is any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``).
@@ -417,7 +420,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     pairs = None
     if flow_time is not None:
         longest = AUTO_FLOW_TIME / eigenvalue if flow_time == "auto" else flow_time
-        pairs = trajectory_pairs(field, starts, longest)
+        pairs = pair_ends(field, starts, longest)  # (which start, end, t)
 
     if model is None:
         with torch.random.fork_rng(devices=[]):
@@ -448,7 +451,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
             xs, fxs = (a.reshape(-1, k, batch_size, dim).transpose(0, 1).reshape(k, n, dim) for a in (xs, fxs))
             if pairs is not None:
                 picks = torch.randint(len(pairs[0]), (k, batch_size), generator=gen).to(device)
-                x0s, xts, ts = (p[picks] for p in pairs)
+                which, xts, ts = (p[picks] for p in pairs)
+                x0s = starts[which]
                 xs = torch.cat((xs, x0s, xts), dim=1)  # both ends of a pair go through the samples' pass
             perms = torch.rand(k, batch_size, generator=gen).argsort(dim=1).to(device)
         row = epoch % SAMPLE_BLOCK  # this epoch's row of the block
@@ -475,9 +479,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
             callback(epoch + 1, kef)
         if tol is not None and (epoch + 1) % STOP_CHECK_EVERY == 0:
             with torch.no_grad():
-                now = net(starts) > 0
-                if (signs is not None and 2 * (epoch + 1) >= epochs and (now != signs).float().mean().item() <= tol
-                        and (pairs is None or _disagreement(net, *pairs[:2]) <= STOP_PAIR_DISAGREEMENT)):
+                now = (net(starts) > 0).flatten()
+                if (signs is not None and (now != signs).float().mean().item() <= tol and (
+                        pairs is None or _disagreement(now[pairs[0]], net, pairs[1]) <= STOP_PAIR_DISAGREEMENT)):
                     break  # the zero set has settled, and the pairs agree on their basins
             signs = now
     opt.flat.copy_(average)  # psi is the averaged weights

@@ -57,6 +57,14 @@ def trajectory_pairs(field, x0, longest, n_times=8):
     almost no samples where it goes; a pair ties a state to where it will be, with no sample
     needed in between.
     """
+    which, end, t = pair_ends(field, x0, longest, n_times)
+    return x0[which], end, t
+
+
+def pair_ends(field, x0, longest, n_times=8):
+    """``trajectory_pairs`` with each pair's start given as its row of ``x0``: ``(which [M],
+    end [M, d], t [M])``, the start being ``x0[which]``. fit_kef keeps psi's sign at x0 and
+    compares it with the sign at the ends, evaluating psi at x0 once, not ``n_times`` times."""
     if not (math.isfinite(longest) and longest > 0):
         raise ValueError(f"longest must be a finite time > 0, got {longest!r}")
     times = torch.logspace(math.log10(longest / 32), math.log10(longest), n_times,
@@ -71,11 +79,11 @@ def trajectory_pairs(field, x0, longest, n_times=8):
         raise FloatingPointError(f"integrating the field from the samples failed ({err}): the field "
                                  "is NaN, inf or too stiff along the trajectories; check f, or "
                                  "pass flow_time=None") from err
-    start = x0.expand(n_times, -1, -1).reshape(-1, x0.shape[-1])
+    which = torch.arange(len(x0), device=x0.device).repeat(n_times)  # states are [n_times, N, d]
     end = states.reshape(-1, x0.shape[-1])
     t = times[:, None].expand(-1, len(x0)).reshape(-1)
     finite = torch.isfinite(end).all(dim=-1)
     if not finite.any():
         raise FloatingPointError("every trajectory from the samples blew up: check the field on the "
                                  "sampled region, or pass flow_time=None")
-    return start[finite], end[finite], t[finite]
+    return which[finite], end[finite], t[finite]

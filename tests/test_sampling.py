@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from seplib import MultiscaleGaussian, bistable_2d
-from seplib.sampling import trajectory_pairs
+from seplib.sampling import pair_ends, trajectory_pairs
 
 
 def test_samples_have_one_block_per_scale_with_the_right_spread():
@@ -44,6 +44,14 @@ def test_trajectory_pairs_lie_on_the_flow():
     assert start.shape == end.shape == (5 * len(x0), 2) and t.shape == (5 * len(x0),)
     assert torch.allclose(t.unique(), torch.logspace(math.log10(2 / 32), math.log10(2.0), 5), rtol=1e-5)
     assert torch.allclose(end[:, 1], start[:, 1] * torch.exp(-t), atol=1e-3)
+
+
+def test_pair_ends_say_which_start_each_pair_left_from():
+    x0 = MultiscaleGaussian(2).sample(20, torch.Generator().manual_seed(0)).reshape(-1, 2)
+    which, end, t = pair_ends(bistable_2d(), x0, longest=2.0, n_times=5)
+    assert sorted(which.tolist()) == sorted(list(range(len(x0))) * 5)
+    assert torch.allclose(end[:, 1], x0[which, 1] * torch.exp(-t), atol=1e-3)
+    assert torch.equal(trajectory_pairs(bistable_2d(), x0, longest=2.0, n_times=5)[0], x0[which])
 
 
 def test_trajectory_pairs_name_a_field_that_fails():
