@@ -222,6 +222,32 @@ def test_layer_orders_other_than_mlps_go_through_forward_mode_ad():
         torch.testing.assert_close(dpsi, torch.func.jvp(net, (x,), (v,))[1])
 
 
+@pytest.mark.parametrize("rhs", ["standard", "squashed"])
+@pytest.mark.parametrize("shift", [0.0, 2.0, -2.0])   # +-2: psi mostly one-signed, the balance acts
+@pytest.mark.parametrize("pairs", [False, True])
+def test_loss_and_grad_matches_autograd_on_kef_loss_and_pair_loss(rhs, shift, pairs):
+    from seplib.kef import BOUNDS, OBJECTIVES, kef_loss, loss_and_grad
+    gen = torch.Generator().manual_seed(0)
+    n, n_scales, eigenvalue, pair_weight = 16, 3, 0.7, 3.0
+    # scaled by 1.5 so that some |psi| exceed the squashed objective's bound of 1
+    psi = 1.5 * (torch.randn(n * n_scales + 2 * n * pairs, 1, generator=gen, dtype=torch.float64) + shift)
+    dpsi = torch.randn(n * n_scales, 1, generator=gen, dtype=torch.float64)
+    perm, t = torch.randperm(n, generator=gen), torch.rand(n, generator=gen, dtype=torch.float64)
+    psi_, dpsi_ = psi.clone().requires_grad_(), dpsi.clone().requires_grad_()
+    loss = kef_loss(psi_[:n * n_scales].reshape(-1, n, 1), dpsi_.reshape(-1, n, 1), OBJECTIVES[rhs],
+                    eigenvalue, 1.0, perm, bound=BOUNDS[rhs])
+    if pairs:
+        loss = loss + pair_weight * pair_loss(*psi_[n * n_scales:].reshape(2, n), t, rhs, eigenvalue, perm)
+    loss.backward()
+    got = loss_and_grad(psi, dpsi, rhs, eigenvalue, 1.0, perm, bound=BOUNDS[rhs], pair_weight=pair_weight,
+                        t=t if pairs else None)
+    for g, e in zip(got, (loss, psi_.grad, dpsi_.grad)):
+        torch.testing.assert_close(g, e.detach())
+    without_balance = loss_and_grad(psi, dpsi, rhs, eigenvalue, 0.0, perm, bound=BOUNDS[rhs],
+                                    pair_weight=pair_weight, t=t if pairs else None)[0]
+    assert (got[0] - without_balance > 0.5) == (shift != 0)   # the balance acts where it should
+
+
 @pytest.mark.parametrize("by", ["name", "callable"])   # closed form, or RK4 for a callable R
 def test_carry_follows_the_objectives_own_flow(by):
     psi, t = torch.linspace(-0.9, 0.9, 7).unsqueeze(-1), torch.linspace(0.1, 2.0, 7)
