@@ -50,12 +50,12 @@ SAMPLE_BLOCK = 100
 # stops when fewer than a fraction ``tol`` of them changed sign since the last check (so at the
 # second check, epoch 1000, at the earliest). Measured on six systems, both objectives, seeds 0-2
 # (benchmarks/results_multiseed.txt): tol=1e-3 with checks every 500 epochs stops the GRU after
-# 1000-2500 epochs and the 2D bistable system after 1500-3000, and runs Duffing to 4500-5000. At
+# 1000-3500 epochs and the 2D bistable system after 1500-3500, and runs Duffing to 5000. At
 # width 64 and before the pair check below, tol=2e-3, or checks every 100 or 200 epochs, stopped
 # Duffing with damping 3 short of the accuracy targets, and so did tol=1e-3 once, at epoch 1500:
 # far samples stuck in the wrong basin change no sign, so the count cannot see them. So, until the
 # pair check below could see them, fit_kef also never stopped in the first half of the epochs.
-# Without that rule the 36 runs still meet every target, and the GRU stops 1000-1500 epochs sooner.
+# Without that rule the 36 runs still met every target (session 8), the GRU stopping 1000-1500 epochs sooner.
 STOP_CHECK_EVERY = 500
 
 # Nor does it stop while more than STOP_PAIR_DISAGREEMENT of the trajectory pairs have psi's sign
