@@ -315,9 +315,10 @@ def loss_and_grad(psi, dpsi, rhs, eigenvalue, balance_weight, perm, min_side=0.2
     0.35 ms here. fit_kef's epoch on Duffing (squashed) is 14% shorter with it: the median ratio
     of 8 pairs of alternating 400-epoch trainings (benchmarks/results_variants.txt).
 
-    ``psi`` is ``[n_scales * n]`` for the samples (``n = len(perm)``), then, with ``t`` given,
-    ``2 * n`` more for the pairs' starts and ends; ``dpsi`` is ``[n_scales * n]``.
-    Returns ``(loss, d loss / d psi, d loss / d dpsi)``, shaped like the inputs.
+    ``psi`` holds psi at the samples, ``n_scales`` blocks of ``n = len(perm)``, then, with ``t``
+    given, at the pairs' ``n`` starts and ``n`` ends; ``dpsi`` holds grad psi . f at the samples.
+    Returns ``(loss, d loss / d psi, d loss / d dpsi)``, the gradients shaped like the inputs.
+    The balance adds a few ``.item()`` calls, a sync each on a GPU.
     ``tests/test_kef.py`` checks it against autograd on kef_loss and pair_loss."""
     n, m = len(perm), len(dpsi)
     p, a = psi[:m].view(-1, n), dpsi.view(-1, n) / eigenvalue   # [n_scales, n]: psi, dpsi / lambda
