@@ -51,13 +51,14 @@ SAMPLE_BLOCK = 100
 # fraction ``tol`` of them changed sign since the last check (so at the second check, epoch 1000,
 # at the earliest). Until session 9 it watched the step's weights, with tol=1e-3: their noise kept
 # 0.1-0.3% of Duffing's far probes changing sign per 500 epochs up to epoch 4500, so Duffing ran
-# all 5000 epochs, while its averaged psi met every target from epoch 2500-4000 and changed 0.1-1%
-# as often (benchmarks/results_variants.txt). Measured on six systems, both objectives, seeds 0-2
-# (benchmarks/results_multiseed.txt): watching the average, tol=2e-3 stops the GRU, the 2D bistable
-# system and mutual inhibition at epoch 1000, curved bistable at 1000-2000 and Duffing at
-# 3000-4000 (damping 3: 3000-4500), with the same accuracy as before. At width 64 and before the
-# pair check below, tol=2e-3 on the step's weights stopped Duffing with damping 3 short of the
-# targets: far samples stuck in the wrong basin change no sign, so the count cannot see them.
+# all 5000 epochs, while its averaged psi met every target from epoch 2500-4000 and changed sign
+# mostly 2-10 times less often (benchmarks/results_variants.txt). Measured on six systems, both
+# objectives, seeds 0-2 (benchmarks/results_multiseed.txt): watching the average, tol=2e-3 stops
+# the GRU, the 2D bistable system and mutual inhibition at epoch 1000, curved bistable at
+# 1000-2000 and Duffing at 3000-4000 (damping 3: 3000-4500), with the same accuracy as before. At
+# width 64 and before the pair check below, tol=2e-3 on the step's weights stopped Duffing with
+# damping 3 short of the targets: far samples stuck in the wrong basin change no sign, so the
+# count cannot see them.
 STOP_CHECK_EVERY = 500
 
 # Nor does it stop while more than STOP_PAIR_DISAGREEMENT of the trajectory pairs have psi's sign
