@@ -68,9 +68,12 @@ SAMPLE_BLOCK = 100
 # 0.1-0.3% of Duffing's far probes changing sign per 500 epochs up to epoch 4500, so Duffing ran
 # all 5000 epochs, while its averaged psi met every target from epoch 2500-4000 and changed sign
 # mostly 2-10 times less often (benchmarks/results_variants.txt). Measured on six systems, both
-# objectives, seeds 0-2 (benchmarks/results_multiseed.txt): watching the average, tol=2e-3 stops
+# objectives, seeds 0-2 (benchmarks/results_multiseed.txt): watching the average, tol=2e-3 stopped
 # the GRU, the 2D bistable system and mutual inhibition at epoch 1000, curved bistable at
-# 1000-2000 and Duffing at 3000-4000 (damping 3: 3000-4500), with the same accuracy as before. At
+# 1000-2000 and Duffing at 3000-4000 (damping 3: 3000-4500), with the same accuracy as before;
+# with pair_weight 10 (session 10) curved at 1500-2500, Duffing at 2000-2500, damping 3 at
+# 1500-3000 (one run 5000). It does not stop while psi has one sign at the probes: one that
+# has settled on one sign changes none, and all its pairs agree. At
 # width 64 and before the pair check below, tol=2e-3 on the step's weights stopped Duffing with
 # damping 3 short of the targets: far samples stuck in the wrong basin change no sign, so the
 # count cannot see them.
