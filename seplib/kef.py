@@ -98,7 +98,6 @@ STOP_PAIR_DISAGREEMENT = 5e-3
 # the median separatrix error fell on 27 of them (rose on 8).
 AVERAGE_DECAY = 0.999
 
-
 OBJECTIVES = {
     "standard": lambda psi: psi,              # R(psi) = psi
     "squashed": lambda psi: psi - psi**3,     # R(psi) = psi - psi^3: psi -> +-1 at the attractors
@@ -321,7 +320,7 @@ def pair_loss(psi_start, psi_end, t, rhs, eigenvalue, perm):
     and like log|psi| far from it: a standard psi grows without bound towards the attractors,
     and there the gaps of psi itself would swamp those near the separatrix."""
     carried, shuffled = carry(rhs, eigenvalue, psi_start, t), carry(rhs, eigenvalue, psi_start[perm], t)
-    if isinstance(rhs, str) and rhs == "standard":
+    if rhs == "standard":   # a name; a callable R is compared as it is
         c = PAIR_LOG_SCALE
         psi_end, carried, shuffled = torch.asinh(psi_end / c), torch.asinh(carried / c), torch.asinh(shuffled / c)
     return ((psi_end - carried) ** 2).mean() / ((psi_end - shuffled) ** 2).mean()
@@ -501,7 +500,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     (``PAIR_STARTS`` of each scale) since the last check, and its sign differs at the two ends
     of at most ``STOP_PAIR_DISAGREEMENT`` (0.5%) of the pairs, and psi takes both signs there.
     ``tol=None`` runs every epoch; ``len(kef.loss_history_)`` says how many ran. A psi of one sign
-    at all those samples after training raises a RuntimeWarning: it found no separatrix.
+    at all those samples after training issues a RuntimeWarning: it found no separatrix.
 
     The returned psi has the running average of the weights (``AVERAGE_DECAY``), not the last
     step's. ``model`` is any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``).
