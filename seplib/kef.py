@@ -311,6 +311,13 @@ def carry(rhs, eigenvalue, psi, t, steps=8):
     return psi
 
 
+def _on_log_scale(psi):
+    """asinh(psi / PAIR_LOG_SCALE), on which the standard objective's pairs are compared, and its
+    derivative in psi, 1 / sqrt(PAIR_LOG_SCALE^2 + psi^2)."""
+    c = PAIR_LOG_SCALE
+    return torch.asinh(psi / c), (c * c + psi * psi).rsqrt()
+
+
 def pair_loss(psi_start, psi_end, t, rhs, eigenvalue, perm):
     """The same equation over a finite time, on pairs of states (x(0), x(t)) of a trajectory:
     psi(x(t)) must be psi(x(0)) carried for time t (``carry``). Divided, like the residual, by
@@ -321,8 +328,7 @@ def pair_loss(psi_start, psi_end, t, rhs, eigenvalue, perm):
     and there the gaps of psi itself would swamp those near the separatrix."""
     carried, shuffled = carry(rhs, eigenvalue, psi_start, t), carry(rhs, eigenvalue, psi_start[perm], t)
     if rhs == "standard":   # a name; a callable R is compared as it is
-        c = PAIR_LOG_SCALE
-        psi_end, carried, shuffled = torch.asinh(psi_end / c), torch.asinh(carried / c), torch.asinh(shuffled / c)
+        psi_end, carried, shuffled = (_on_log_scale(v)[0] for v in (psi_end, carried, shuffled))
     return ((psi_end - carried) ** 2).mean() / ((psi_end - shuffled) ** 2).mean()
 
 
@@ -392,12 +398,10 @@ def loss_and_grad(psi, dpsi, rhs, eigenvalue, balance_weight, perm, min_side=0.2
         carried, c_slope = carried_and_slope(rhs, start, e)
         carried_shuffled, s_slope = carried_and_slope(rhs, start[perm], e)
         d_end = 1.0
-        if rhs == "standard":   # compared on asinh(psi / c): d/dp asinh(p / c) = 1 / sqrt(c^2 + p^2)
-            c = PAIR_LOG_SCALE
-            end, d_end = torch.asinh(end / c), (c * c + end * end).rsqrt()
-            carried, c_slope = torch.asinh(carried / c), c_slope * (c * c + carried * carried).rsqrt()
-            carried_shuffled, s_slope = (torch.asinh(carried_shuffled / c),
-                                         s_slope * (c * c + carried_shuffled * carried_shuffled).rsqrt())
+        if rhs == "standard":   # compared on a log scale, as in pair_loss
+            (end, d_end), (carried, d_carried), (carried_shuffled, d_shuffled) = (
+                _on_log_scale(v) for v in (end, carried, carried_shuffled))
+            c_slope, s_slope = c_slope * d_carried, s_slope * d_shuffled
         ratio, g_gap, g_shuffled = _normalised(end - carried, end - carried_shuffled)
         loss = loss + pair_weight * ratio.squeeze()
         g_start = -pair_weight * g_gap * c_slope
