@@ -2,10 +2,13 @@
 import torch
 from torchdiffeq import odeint
 
+from ._guards import as_field, finite_or_raise
+
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
     """Integrate dx/dt = field(x) from ``x0`` (``[..., d]``) at the times ``t``: ``[len(t), ..., d]``."""
     t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    field = as_field(field)
     with torch.no_grad():
         return odeint(lambda _t, x: field(x), x0, t, method=method, rtol=rtol, atol=atol)
 
@@ -21,6 +24,7 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
 
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
     """
+    field = as_field(field, dim)
     gen = torch.Generator().manual_seed(seed)
     x0 = spread * torch.randn(n_starts, dim, generator=gen, dtype=dtype)
     ends = final_state(field, x0, T)
@@ -121,8 +125,54 @@ def separatrix_point(field, a, b, T=60.0, n_iter=30):
 
 
 def jacobian(field, x):
-    """The Jacobian df/dx at a single point ``x`` (``[d]``)."""
-    return torch.autograd.functional.jacobian(field, x)
+    """The Jacobian df/dx at the points ``x`` (``[..., d]``): ``[..., d, d]``.
+
+    By autograd where the field's value depends on x through torch operations; by central
+    differences where autograd cannot see through it (a field computed in numpy, say), with a
+    step of eps^(1/3) times each coordinate's size (at least 1): 2d more calls of the field.
+    """
+    field = as_field(field)
+    d = x.shape[-1]
+    rows = x.detach().reshape(-1, d)
+    J = _autograd_jacobian(field, rows)
+    if J is None:
+        J = _central_differences(field, rows)
+    return J.reshape(*x.shape, d)
+
+
+def _autograd_jacobian(field, x):
+    """[N, d, d] by autograd, or None if the field's value does not reach x through autograd."""
+    x = x.clone().requires_grad_(True)
+    with torch.enable_grad():
+        try:
+            fx = field(x)
+        except RuntimeError as err:   # x.numpy() inside the field refuses a tensor that needs grad
+            if "requires grad" in str(err):
+                return None
+            raise
+        if not fx.requires_grad:
+            return None
+        # the field acts on each point separately, so the gradient of the sum of one output
+        # component over the batch is that component's row of every point's Jacobian
+        rows = [torch.autograd.grad(fx[:, i].sum(), x, retain_graph=True, allow_unused=True,
+                                    materialize_grads=True)[0] for i in range(x.shape[-1])]
+    return torch.stack(rows, dim=1).detach()
+
+
+def _central_differences(field, x):
+    """[N, d, d] by central differences, one call of the field on all 2d N shifted points."""
+    n, d = x.shape
+    h = torch.finfo(x.dtype).eps ** (1 / 3) * x.abs().clamp(min=1.0)         # [N, d]
+    shifts = torch.diag_embed(h)                                            # [N, d, d]: h_j e_j
+    plus, minus = x[:, None] + shifts, x[:, None] - shifts
+    with torch.no_grad():
+        f = field(torch.cat((plus, minus)).reshape(-1, d)).reshape(2, n, d, d)
+    step = (plus - minus).diagonal(dim1=1, dim2=2)                          # 2h, as rounded
+    return ((f[0] - f[1]) / step[..., None]).transpose(1, 2)                # J[i, :, j]
+
+
+_SADDLE_FIX = ("check the field near that point (a square root or log of a negative number, a division "
+               "by zero?), or start find_saddle from another point")
 
 
 def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol=1e-5, near=1e-2):
@@ -133,6 +183,7 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
     the line through a and b, and repeat until the flow is slower than ``near``; then Newton's
     method on f(x) = 0 finishes. Returns ``(saddle [d], eigenvalues [d] complex)``.
     """
+    field = as_field(field)
     x = torch.as_tensor(point)
     a, b = torch.as_tensor(a, dtype=x.dtype), torch.as_tensor(b, dtype=x.dtype)
     width = 0.05 * (b - a)
@@ -152,11 +203,17 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
         if fx.norm() < tol:
             break
         J = jacobian(field, x)
+        finite_or_raise(torch.cat((J, fx[:, None]), dim=1), "the field or its Jacobian",
+                        "torch.linalg.lstsq (a Newton step in find_saddle) was not called", _SADDLE_FIX, points=x[None])
         x = x - torch.linalg.lstsq(J, fx.unsqueeze(-1)).solution.squeeze(-1)
     if not field(x).norm() < 10 * tol:
         raise RuntimeError(f"no fixed point found near {torch.as_tensor(point).tolist()}: "
                            f"|f| = {field(x).norm():.2e} at {x.tolist()}")
-    return x.detach(), torch.linalg.eigvals(jacobian(field, x))
+    J = jacobian(field, x)
+    finite_or_raise(J, "the field's Jacobian at the saddle", "torch.linalg.eigvals (in find_saddle) was not called",
+                    _SADDLE_FIX, points=x[None])
+    return x.detach(), torch.linalg.eigvals(J)
+
 
 
 def expansion_rate(field, x, q=0.99):
@@ -168,12 +225,11 @@ def expansion_rate(field, x, q=0.99):
     saddle's unstable rate mu, found without locating the saddle. The quantile, not the maximum,
     keeps one stray sample from setting it.
     """
-    x = x.detach().reshape(-1, x.shape[-1]).requires_grad_(True)
-    with torch.enable_grad():
-        fx = field(x)
-        # the field acts on each point separately, so the gradient of the sum of one output
-        # component over the batch is that component's row of every point's Jacobian
-        rows = [torch.autograd.grad(fx[:, i].sum(), x, retain_graph=True)[0] for i in range(x.shape[-1])]
-    J = torch.stack(rows, dim=1).detach()
+    x = x.detach().reshape(-1, x.shape[-1])
+    J = jacobian(field, x)
+    finite_or_raise(J, "the field's Jacobian", "torch.linalg.eigvals (in expansion_rate) was not called",
+                    "check the field near that point (a square root or log of a negative number, a "
+                    "division by zero?); in fit_kef, move the samples (mean, cov, scales) or pass "
+                    "eigenvalue= yourself", points=x)
     growth = torch.linalg.eigvals(J.double()).real.max(dim=-1).values
     return torch.quantile(growth, q).item()

@@ -15,6 +15,7 @@ from torch.autograd.function import once_differentiable
 from torch import nn
 from tqdm.auto import tqdm
 
+from ._guards import as_field, finite_or_raise
 from .flow import expansion_rate
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends
 
@@ -440,13 +441,16 @@ class _Adam:
         self.flat.addcdiv_(self.m, denom, value=-lr / (1 - self.beta1**self.steps))
 
 
-def _check_field(field, dim, device):
-    probe = torch.randn(4, dim, generator=torch.Generator().manual_seed(0)).to(device)  # not the global RNG
-    out = field(probe)
-    if not isinstance(out, torch.Tensor) or out.shape != probe.shape:
-        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
-        raise ValueError(f"the field returned shape {shape} for input of shape {tuple(probe.shape)}: "
-                         f"f must map Tensor[..., {dim}] to a tensor of the same shape")
+def _check_field(field, sampler, device):
+    """The field wrapped by ``as_field``, after one call at a few samples: a value of the wrong
+    shape or type, or NaN there, is refused before training starts."""
+    field = as_field(field, sampler.dim)
+    probe = sampler.sample(4, torch.Generator().manual_seed(0), device=device).reshape(-1, sampler.dim)
+    with torch.no_grad():
+        out = field(probe)
+    finite_or_raise(out, "the field's value", "training did not start", "check f on the sampled region "
+                    "(mean, cov, scales), or clip the field", points=probe)
+    return field
 
 
 def _check_model(net, dim, device):
@@ -462,9 +466,6 @@ def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
     each of the sampler's scales."""
     x = sampler.sample(256, torch.Generator().manual_seed(seed + 1), device=device)
     mu = expansion_rate(field, x.reshape(-1, sampler.dim))
-    if not math.isfinite(mu):
-        raise FloatingPointError("the field's Jacobian is NaN or inf on the samples: check f on the "
-                                 "sampled region (scales, mean), or pass eigenvalue= yourself")
     if not mu > 0:
         raise ValueError(f"the field pulls no nearby states apart in the sampled region (expansion "
                          f"rate {mu:.3g}): there is no saddle there, so no separatrix to find. Move or "
@@ -534,7 +535,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     bound = BOUNDS[rhs] if isinstance(rhs, str) else None
     sampler = MultiscaleGaussian(dim, scales, mean, cov)
     device = torch.device(device) if device is not None else default_device()
-    _check_field(field, dim, device)
+    field = _check_field(field, sampler, device)
     if eigenvalue == "auto":
         eigenvalue = auto_eigenvalue(field, sampler, seed, device)
     # the pairs' starts, which are also where the early stop watches psi's sign

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
+from ._guards import as_field
 from .validate import grid, wrong_basin
 
 ZERO_STYLE = dict(colors="gold", linewidths=2.5, linestyles="--")
@@ -18,7 +19,7 @@ def _ax(ax, figsize=(5.5, 4.5)):
 def _field_on_grid(field, lo, hi, n):
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
-        F = field(pts)
+        F = as_field(field, 2)(pts)
     return X.numpy(), Y.numpy(), F[:, 0].reshape(X.shape).numpy(), F[:, 1].reshape(X.shape).numpy()
 
 

@@ -4,6 +4,7 @@ import math
 
 import torch
 
+from ._guards import as_field
 from .flow import integrate
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
@@ -30,6 +31,9 @@ class MultiscaleGaussian:
         if mean.shape != (self.dim,):
             raise ValueError(f"mean has shape {tuple(mean.shape)}, expected ({self.dim},) for a {self.dim}-D field")
         cov = torch.eye(self.dim, dtype=torch.float64) if cov is None else torch.as_tensor(cov, dtype=torch.float64)
+        for name, value in (("mean", mean), ("cov", cov)):
+            if not torch.isfinite(value).all():
+                raise ValueError(f"{name} has NaN or inf entries: give finite numbers")
         if cov.shape != (self.dim, self.dim):
             raise ValueError(f"cov has shape {tuple(cov.shape)}, expected ({self.dim}, {self.dim})")
         if not torch.allclose(cov, cov.T):
@@ -67,6 +71,7 @@ def pair_ends(field, x0, longest, n_times=8):
     compares it with the sign at the ends, evaluating psi at x0 once, not ``n_times`` times."""
     if not (math.isfinite(longest) and longest > 0):
         raise ValueError(f"longest must be a finite time > 0, got {longest!r}")
+    field = as_field(field, x0.shape[-1])
     times = torch.logspace(math.log10(longest / 32), math.log10(longest), n_times,
                            dtype=x0.dtype, device=x0.device)
     with torch.no_grad():

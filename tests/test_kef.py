@@ -98,11 +98,6 @@ def test_auto_eigenvalue_refuses_a_field_without_a_saddle():
         sl.fit_kef(lambda x: -x, 2, **FAST)
 
 
-def test_auto_eigenvalue_refuses_a_field_whose_jacobian_is_nan():
-    with pytest.raises(FloatingPointError, match="Jacobian is NaN or inf"):
-        sl.fit_kef(lambda x: x * torch.sqrt(x[..., :1] - 100), 2, **FAST)  # NaN for x < 100
-
-
 def test_same_seed_same_result():
     a = sl.fit_kef(sl.duffing(), 2, seed=3, **FAST)
     b = sl.fit_kef(sl.duffing(), 2, seed=3, **FAST)
@@ -153,11 +148,6 @@ def test_snapshots_are_taken_during_one_training():
 def test_bad_arguments_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
         sl.fit_kef(sl.bistable_2d(), 2, **{**FAST, **kwargs})
-
-
-def test_a_field_of_the_wrong_shape_is_refused_before_training():
-    with pytest.raises(ValueError, match=r"shape \(4, 1\) for input of shape \(4, 2\)"):
-        sl.fit_kef(lambda x: x[..., :1], 2, **FAST)
 
 
 def test_a_model_of_the_wrong_shape_is_refused():

@@ -1,0 +1,70 @@
+"""Guards at seplib's edges: what a user's field returns, and what reaches LAPACK.
+
+A field is any callable; ``as_field`` makes every call of it look the same to the rest of
+seplib. A NaN handed to ``torch.linalg`` can take the process down inside MKL (DGEBAL's
+parameter check, then a segfault), so every ``torch.linalg`` call in seplib first passes its
+input through ``finite_or_raise``.
+"""
+import numpy as np
+import torch
+
+
+class Field:
+    """``field`` called on rows ``[N, d]``, its value returned as a tensor shaped, typed and placed
+    like the input. A numpy array, another float dtype or another device is converted; another
+    shape, or something that is not an array, is refused with a message that says what to return.
+    A field written for ``[N, d]`` arrays (numpy code, say) thus works on any ``[..., d]`` input."""
+
+    def __init__(self, field, dim=None):
+        if not callable(field):
+            raise TypeError(f"the field must be a callable f(x) on Tensor[..., d], got {type(field).__name__}")
+        self.field, self.dim = field, dim
+
+    def __call__(self, x):
+        d = x.shape[-1]
+        if self.dim is not None and d != self.dim:
+            raise ValueError(f"the field is {self.dim}-dimensional, but was given points of dimension {d}")
+        rows = x.reshape(-1, d)
+        return _like(self.field(rows), rows).reshape(x.shape)
+
+
+def as_field(field, dim=None):
+    """``field`` wrapped as a ``Field`` (once: a Field is returned as it is)."""
+    return field if isinstance(field, Field) else Field(field, dim)
+
+
+def _like(out, x):
+    if isinstance(out, np.ndarray):
+        out = torch.from_numpy(out)
+    if not isinstance(out, torch.Tensor):
+        raise TypeError(f"the field returned a {type(out).__name__} for input of shape {tuple(x.shape)}: f must "
+                        "return a torch.Tensor (or a numpy array) of the input's shape")
+    if out.shape != x.shape:
+        raise ValueError(f"the field returned shape {tuple(out.shape)} for input of shape {tuple(x.shape)}: "
+                         f"f must map Tensor[..., {x.shape[-1]}] to a tensor of the same shape")
+    if out.is_complex() or out.dtype == torch.bool:
+        raise TypeError(f"the field returned {out.dtype} values: f must return real numbers")
+    if out.dtype != x.dtype or out.device != x.device:
+        out = out.to(device=x.device, dtype=x.dtype)
+    return out
+
+
+def finite_or_raise(tensor, what, where, fix, points=None):
+    """Raise FloatingPointError unless every entry of ``tensor`` is finite. The message names
+    ``what`` is non-finite, ``where`` what was not done (a call refused), the first bad point (a row of
+    ``points``, one per leading row of ``tensor``, when given) and the ``fix``."""
+    bad = ~torch.isfinite(tensor)
+    if not bad.any():
+        return
+    kind = "NaN" if torch.isnan(tensor).any() else "inf"
+    at = ""
+    if points is not None:
+        rows = bad.reshape(len(points), -1).any(dim=1)
+        first = points[rows.nonzero()[0, 0]]
+        at = f" at {int(rows.sum())} of {len(points)} points, first at x = {_short(first)}"
+    raise FloatingPointError(f"{what} is {kind}{at}, so {where}: {fix}")
+
+
+def _short(x, n=6):
+    values = [f"{v:.4g}" for v in x.flatten()[:n].tolist()]
+    return "[" + ", ".join(values) + (", ...]" if x.numel() > n else "]")

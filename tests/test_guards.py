@@ -1,0 +1,120 @@
+"""Fields real users bring, and input that could crash native code.
+
+NaN handed to LAPACK can kill the interpreter (MKL's DGEBAL on some CPUs), so each case that
+could reach it runs in a child process: a segfault fails that one test, not the whole run."""
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+import seplib as sl
+from seplib.flow import jacobian
+
+
+def run_child(code):
+    """Run ``code`` in a fresh interpreter; return (exit code, stdout + stderr)."""
+    done = subprocess.run([sys.executable, "-c", "import seplib as sl, torch\n" + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=300)
+    return done.returncode, done.stdout + done.stderr
+
+
+def assert_refused(code, error, *words):
+    """The child raised ``error`` whose message has every one of ``words``: it did not crash."""
+    rc, out = run_child(code)
+    assert rc == 1, f"exit code {rc} (negative: killed by a signal, a native crash):\n{out}"
+    message = out.strip().splitlines()[-1]
+    assert message.startswith(error), out
+    for word in words:
+        assert word in message, message
+
+
+def test_a_nan_jacobian_never_reaches_eigvals():
+    assert_refused("""
+        x = torch.randn(64, 2)
+        sl.expansion_rate(lambda x: x * torch.sqrt(x[..., :1] - 100), x)   # NaN for x < 100
+    """, "FloatingPointError", "Jacobian is NaN", "at 64 of 64 points", "torch.linalg.eigvals")
+
+
+def test_the_automatic_eigenvalue_refuses_a_nan_jacobian():
+    # finite values (nan_to_num), a NaN gradient: sqrt's derivative below 0 is NaN
+    assert_refused("""
+        sl.fit_kef(lambda x: x - x**3 + 0 * torch.sqrt(x - 1e3).nan_to_num(), 2, epochs=10, progress=False)
+    """, "FloatingPointError", "NaN", "eigenvalue=")
+
+
+def test_find_saddle_refuses_a_nan_jacobian_before_eigvals():
+    # finite everywhere, but the gradient of sqrt|x| at the saddle x = 0 is inf, and 0 * inf NaN
+    assert_refused("""
+        def f(x):
+            return sl.bistable_2d()(x) + 0 * x.abs().sqrt()
+        sl.find_saddle(f, torch.zeros(2), [-1.0, 0.0], [1.0, 0.0])
+    """, "FloatingPointError", "NaN", "find_saddle", "first at x = [0, 0]")
+
+
+def test_a_field_that_is_nan_everywhere_is_named_before_training():
+    assert_refused("""
+        sl.fit_kef(lambda x: torch.full_like(x, float("nan")), 2, progress=False)
+    """, "FloatingPointError", "field's value is NaN", "training did not start")
+
+
+def test_a_covariance_with_nan_is_refused_before_cholesky():
+    assert_refused("""
+        sl.MultiscaleGaussian(2, cov=[[1.0, float("nan")], [float("nan"), 1.0]])
+    """, "ValueError", "cov has NaN")
+
+
+def bistable_numpy(x):
+    """The 2D bistable system written in numpy, for [N, 2] arrays only."""
+    return np.stack((x[:, 0] - x[:, 0] ** 3, -x[:, 1]), axis=1)
+
+
+def numpy_field(x):
+    return torch.from_numpy(bistable_numpy(x.detach().cpu().numpy()))
+
+
+def test_jacobian_by_central_differences_where_autograd_cannot_see():
+    x = torch.randn(50, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    exact = jacobian(sl.bistable_2d(), x)
+    assert exact.shape == (50, 2, 2)
+    torch.testing.assert_close(exact[:, 0, 0], 1 - 3 * x[:, 0] ** 2)
+    torch.testing.assert_close(jacobian(numpy_field, x), exact, atol=1e-8, rtol=1e-8)
+    # float32: the step eps^(1/3) leaves an error of order eps^(2/3)
+    torch.testing.assert_close(jacobian(numpy_field, x.float()), exact.float(), atol=1e-3, rtol=1e-3)
+    # and a field that calls x.numpy() without detach (refused by torch on a tensor needing grad)
+    raw = lambda x: torch.from_numpy(bistable_numpy(x.numpy()))  # noqa: E731
+    torch.testing.assert_close(jacobian(raw, x), exact, atol=1e-8, rtol=1e-8)
+    # a single point [d] gives [d, d]
+    assert jacobian(numpy_field, x[0]).shape == (2, 2)
+
+
+def test_a_numpy_field_trains_with_all_defaults_and_splits_the_basins():
+    system = sl.bistable_2d()
+    assert abs(sl.expansion_rate(numpy_field, torch.randn(100, 2)) - 1.0) < 0.01
+    kef = sl.fit_kef(numpy_field, 2, progress=False, device="cpu")
+    assert abs(kef.eigenvalue - 0.4) < 0.01
+    x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
+    labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
+    assert sl.basin_agreement(kef, x, labels) >= 0.99
+    # the ground truth by integration takes the numpy field too
+    assert torch.equal(sl.basin_labels(numpy_field, x[:50], torch.tensor(system.attractors)), labels[:50])
+
+
+@pytest.mark.parametrize("returns, error, message", [
+    (lambda x: x[..., :1], ValueError, r"shape \(24, 1\) for input of shape \(24, 2\)"),
+    (lambda x: x.tolist(), TypeError, "returned a list"),
+    (lambda x: x.to(torch.complex64), TypeError, "complex64 values"),
+])
+def test_a_field_returning_the_wrong_thing_is_refused_before_training(returns, error, message):
+    with pytest.raises(error, match=message):
+        sl.fit_kef(returns, 2, epochs=10, progress=False, device="cpu")
+
+
+def test_another_dtype_is_converted():
+    field = sl.bistable_2d()
+    kef = sl.fit_kef(lambda x: field(x.double()), 2, epochs=60, progress=False, device="cpu")
+    assert kef(torch.zeros(3, 2)).dtype == torch.float32
+    ends = sl.integrate(lambda x: field(x).numpy().astype(np.float64), torch.ones(4, 2), [0.0, 1.0])
+    assert ends.dtype == torch.float32 and torch.isfinite(ends).all()
