@@ -1,19 +1,27 @@
 """seplib: find separatrices with deep Koopman eigenfunctions.
 
-The public card (everything a chapter needs):
+The public card (the names a chapter needs, importable from ``seplib``):
 
-    systems   bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
+    systems   System, bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
               analytic_kef_1d
     rnn       FlipFlopRNN, load_flipflop_gru, gru_vector_field
     sampling  MultiscaleGaussian, trajectory_pairs
-    kef       fit_kef  (returns a KEF: psi(x), .loss_history_)
+    kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .loss_history_, .fit_seconds_),
+              KEF, default_device
     flow      integrate, find_attractors, separatrix_point, find_saddle, basin_labels,
-              expansion_rate
-    validate  basin_agreement, separatrix_error, validate_kef
-    plots     phase_portrait, kef_levels, kef_1d, trajectories, loss_curve
-    widgets   kef_panel, kef_frames
+              expansion_rate, jacobian
+    validate  basin_agreement, separatrix_error, validate_kef, grid
+
+Figures and sliders are imported from their modules:
+
+    seplib.plots     phase_portrait, samples, trajectories, kef_levels, basin_mismatch, kef_1d,
+                     loss_curve
+    seplib.widgets   kef_panel, frames_slider
+
+Machinery a chapter does not call: ``_fast`` (CPU kernels for fit_kef), ``_guards`` (what a
+field returns, what reaches torch.linalg).
 """
-from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, integrate,
+from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, integrate, jacobian,
                    separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru

@@ -1,9 +1,7 @@
 """Open every built page in headless Chromium: figures load, Colab links point at the chapter's
 .ipynb, and the precomputed slider changes the figure. Needs `make book` first (make test does it).
+The ``browser`` fixture is in conftest.py.
 """
-import os
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,38 +9,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 HTML = ROOT / "_build" / "html"
 CHAPTERS = sorted(p.stem for p in (ROOT / "book").glob("[0-9]*.md"))
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic",
-         "--window-size=1280,2000"]
+PAGES = ["book/intro.html"] + [f"book/{c}.html" for c in CHAPTERS] + ["book/bibliography.html"]
 
 
-def _find_or_install_chromium():
-    if not (shutil.which("chromium") and shutil.which("chromedriver")):
-        if shutil.which("apt-get") and os.geteuid() == 0:
-            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-            subprocess.run(["apt-get", "update", "-qq"], env=env, timeout=600, check=False)
-            subprocess.run(["apt-get", "install", "-y", "-qq", "chromium", "chromium-driver"],
-                           env=env, timeout=900, check=False, stdout=subprocess.DEVNULL)
-    return shutil.which("chromium"), shutil.which("chromedriver")
-
-
-@pytest.fixture(scope="module")
-def browser(tmp_path_factory):
+@pytest.fixture(autouse=True, scope="module")
+def built_book():
     if not (HTML / "index.html").is_file():
         pytest.fail("no built book in _build/html: run `make book` first (`make test` does)")
-    webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed")
-    chromium, driver = _find_or_install_chromium()
-    if not (chromium and driver):
-        pytest.skip("no Chromium here and none could be installed (apt-get install chromium "
-                    "chromium-driver): the browser check needs one")
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in FLAGS + [f"--user-data-dir={tmp_path_factory.mktemp('chromium')}"]:
-        options.add_argument(flag)
-    service = webdriver.ChromeService(executable_path=driver)
-    b = webdriver.Chrome(options=options, service=service)
-    yield b
-    b.quit()
 
 
 def _open(browser, page):
@@ -61,11 +34,11 @@ return Array.from(document.images)
 """
 
 
-@pytest.mark.parametrize("page", ["book/intro.html"] + [f"book/{c}.html" for c in CHAPTERS])
+@pytest.mark.parametrize("page", PAGES)
 def test_page_figures_load(browser, page):
     _open(browser, page)
     assert browser.execute_script(BROKEN_IMAGES) == []
-    if page != "book/intro.html":
+    if page.removeprefix("book/").removesuffix(".html") in CHAPTERS:
         figures = browser.execute_script(
             "return document.querySelectorAll('.cell_output img').length")
         assert figures >= 3, f"{page}: only {figures} figures in the cell outputs"
@@ -93,3 +66,61 @@ def test_precomputed_slider_changes_the_figure(browser, chapter):
       const r = document.querySelector('.seplib-frames input');
       r.value = 0; r.dispatchEvent(new Event('input'));""")
     assert browser.execute_script(visible) == 0
+
+
+# Typeset by MathJax (served from the built site): no raw TeX delimiters left in the prose.
+TYPESET = """
+const done = arguments[arguments.length - 1];
+if (!window.MathJax || !MathJax.startup) { done({error: 'MathJax did not load'}); return; }
+MathJax.startup.promise.then(() => {
+  const main = document.querySelector('main').cloneNode(true);
+  main.querySelectorAll('pre, code, .cell_input').forEach(e => e.remove());
+  const text = main.innerText;
+  done({typeset: document.querySelectorAll('mjx-container').length,
+        raw: ['\\\\(', '\\\\[', '$$'].filter(d => text.includes(d)),
+        src: Array.from(document.scripts).map(s => s.src).filter(s => s.includes('tex-mml-chtml'))});
+});
+"""
+
+
+@pytest.mark.parametrize("page", PAGES[:-1])   # the bibliography has no equations, so no MathJax
+def test_equations_are_typeset_by_the_sites_own_mathjax(browser, page):
+    _open(browser, page)
+    browser.set_script_timeout(30)
+    result = browser.execute_async_script(TYPESET)
+    assert "error" not in result, result
+    assert result["raw"] == [], f"{page}: raw TeX left in the text: {result['raw']}"
+    assert result["src"] and all(s.startswith("file:") for s in result["src"]), result["src"]
+    assert result["typeset"] >= 3, f"{page}: only {result['typeset']} equations typeset"
+
+
+# Code cells whose lines are wider than the page's code column scroll sideways.
+TOO_WIDE = """
+return Array.from(document.querySelectorAll('.cell_input pre'))
+  .filter(p => p.scrollWidth > p.clientWidth + 1)
+  .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, ''));
+"""
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_no_code_cell_scrolls_sideways(browser, chapter):
+    _open(browser, f"book/{chapter}.html")
+    assert browser.execute_script(TOO_WIDE) == []
+
+
+def test_the_bibliography_lists_the_cited_works(browser):
+    _open(browser, "book/bibliography.html")
+    text = browser.execute_script("return document.querySelector('main').innerText")
+    for author in ("Dabholkar", "Koopman", "Mezić", "Budišić", "Sussillo", "Cho", "Chen"):
+        assert author in text, f"{author} missing from the bibliography"
+    _open(browser, "book/intro.html")
+    links = browser.execute_script("return Array.from(document.querySelectorAll('a')).map(a => a.href)"
+                                   ".filter(h => h.includes('bibliography.html#id'))")
+    assert links, "the intro's citations should link into the bibliography"
+
+
+def test_launch_buttons_offer_colab_and_binder(browser):
+    _open(browser, f"book/{CHAPTERS[0]}.html")
+    links = browser.execute_script("return Array.from(document.querySelectorAll('a')).map(a => a.href)")
+    assert any("mybinder.org/v2/gh/" in link for link in links), "no Binder launch button"
+    assert any("colab.research.google.com/github" in link for link in links)
