@@ -40,11 +40,11 @@ def test_chapter_2_runs_where_colabs_ipywidgets_is_preinstalled(tmp_path):
     python = env / "bin" / "python"
     run(python, "-m", "pip", "install", "-q", *COLAB)
     run(python, "-m", "pip", "install", "-q", f"git+file://{clone}")
+    outside.mkdir()   # away from any checkout: `import seplib` finds the installed package
     versions = run(python, "-c", "import ipywidgets, seplib, seplib.rnn as r; "
-                   "print(ipywidgets.__version__, seplib.__file__, r.BOOK_CHECKPOINT)").split()
+                   "print(ipywidgets.__version__, seplib.__file__, r.BOOK_CHECKPOINT)", cwd=outside).split()
     assert versions[0] == "7.7.1", f"installing seplib changed ipywidgets to {versions[0]}"
     assert str(env) in versions[1] and str(env) in versions[2], versions   # the installed package
-    outside.mkdir()
     notebook = outside / CHAPTER.name
     notebook.write_text((clone / "book" / CHAPTER.name).read_text())
     assert "cells run:" in run(python, "-c", RUN_CHAPTER, notebook, outside, cwd=outside)

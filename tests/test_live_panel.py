@@ -94,7 +94,7 @@ def _state_when(condition):
 
 def test_the_panel_retrains_when_a_slider_moves_and_train_is_pressed(browser, server):
     from selenium.webdriver.common.by import By
-    from selenium.webdriver.common.keys import Keys
+    from selenium.webdriver.common.action_chains import ActionChains
 
     (ROOT / "_build" / "screenshots").mkdir(parents=True, exist_ok=True)
     browser.get(f"{server}/notebooks/panel.ipynb?token={TOKEN}")
@@ -105,8 +105,7 @@ def test_the_panel_retrains_when_a_slider_moves_and_train_is_pressed(browser, se
 
     handle = browser.find_element(By.CSS_SELECTOR, ".widget-vbox .widget-slider .noUi-handle, "
                                                    ".widget-vbox .widget-hslider .ui-slider-handle")
-    handle.click()
-    handle.send_keys(Keys.ARROW_RIGHT)   # the eigenvalue slider, one step up
+    ActionChains(browser).click_and_hold(handle).move_by_offset(20, 0).release().perform()  # eigenvalue up
     moved = _wait(browser, _state_when(f"s.readout !== {json.dumps(before['readout'])}"), 10,
                   "the slider's value to change")
 
