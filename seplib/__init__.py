@@ -3,19 +3,19 @@
 The public card (the names a chapter needs, importable from ``seplib``):
 
     systems   System, bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
-              analytic_kef_1d
+              bistable_nd (d dimensions, separatrix known exactly), analytic_kef_1d
     rnn       FlipFlopRNN, load_flipflop_gru, gru_vector_field
-    sampling  MultiscaleGaussian, trajectory_pairs
+    sampling  MultiscaleGaussian, sampling_region (where to sample, any dimension), trajectory_pairs
     kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .loss_history_, .fit_seconds_),
               KEF, default_device
     flow      integrate, find_attractors, separatrix_point, find_saddle, basin_labels,
               expansion_rate, jacobian
-    validate  basin_agreement, separatrix_error, validate_kef, grid
+    validate  basin_agreement, separatrix_error, validate_kef, grid, segment_clouds
 
 Figures and sliders are imported from their modules:
 
     seplib.plots     phase_portrait, samples, trajectories, kef_levels, basin_mismatch, kef_1d,
-                     loss_curve
+                     loss_curve, kef_slice (a plane through d dimensions)
     seplib.widgets   kef_panel, frames_slider
 
 Machinery a chapter does not call: ``_fast`` (CPU kernels for fit_kef), ``_guards`` (what a
@@ -25,9 +25,9 @@ from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, i
                    separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru
-from .sampling import MultiscaleGaussian, trajectory_pairs
-from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, curved_bistable, duffing,
-                      mutual_inhibition)
-from .validate import basin_agreement, grid, separatrix_error, validate_kef
+from .sampling import MultiscaleGaussian, sampling_region, trajectory_pairs
+from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, bistable_nd, curved_bistable,
+                      duffing, mutual_inhibition)
+from .validate import basin_agreement, grid, segment_clouds, separatrix_error, validate_kef
 
 __version__ = "0.1.0"

@@ -19,14 +19,15 @@ def final_state(field, x0, T):
 
 
 def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e-2, dtype=torch.float32):
-    """Attractors of ``field``: integrate ``n_starts`` random starts from N(0, spread^2 I) for time
-    ``T``, keep the end points where the flow has stopped, merge those closer than ``tol``.
+    """Attractors of ``field``: integrate ``n_starts`` random starts from N(0, spread^2 / dim I)
+    (their norms are about ``spread`` in any dimension) for time ``T``, keep the end points where
+    the flow has stopped, merge those closer than ``tol``.
 
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
     """
     field = as_field(field, dim)
     gen = torch.Generator().manual_seed(seed)
-    x0 = spread * torch.randn(n_starts, dim, generator=gen, dtype=dtype)
+    x0 = spread / dim**0.5 * torch.randn(n_starts, dim, generator=gen, dtype=dtype)
     ends = final_state(field, x0, T)
     with torch.no_grad():
         speed = field(ends).norm(dim=-1)
@@ -75,18 +76,23 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3):
     """Index of the attractor that each point of ``x`` (``[..., d]``) reaches within time ``T``.
 
     A point is labelled -1, not guessed, when its end state is farther than ``tol`` from every
-    attractor (it has not converged by ``T``), or when moving it by ``margin`` along some axis
-    changes the attractor it reaches: it lies on the separatrix to within ``margin``. Without
-    that check a grid column that lies exactly on a separatrix (x = 0 on the 2D bistable system)
-    gets whichever basin float rounding picks. ``margin=0`` turns the check off.
+    attractor (it has not converged by ``T``), or when moving it by ``margin`` towards or away
+    from another attractor (along the line from the first attractor to each other one) changes
+    the attractor it reaches: it lies on the separatrix to within ``margin`` along that line.
+    Without that check a grid column that lies exactly on a separatrix (x = 0 on the 2D bistable
+    system) gets whichever basin float rounding picks. The check costs 2 (k - 1) more trajectories
+    per point for k attractors, in any dimension. ``margin=0`` turns it off.
     """
-    points = x.reshape(-1, x.shape[-1])
+    d = x.shape[-1]
+    points = x.reshape(-1, d)
+    attractors = torch.as_tensor(attractors, dtype=points.dtype, device=points.device)
     labels, _ = settle(field, points, attractors, T, tol)
-    if margin > 0:
-        d = points.shape[-1]
-        shifts = margin * torch.cat((torch.eye(d), -torch.eye(d))).to(points)
+    if margin > 0 and len(attractors) > 1:
+        lines = attractors[1:] - attractors[0]
+        lines = lines / lines.norm(dim=-1, keepdim=True)
+        shifts = margin * torch.cat((lines, -lines))
         moved, _ = settle(field, (points[None] + shifts[:, None]).reshape(-1, d), attractors, T, tol)
-        same = (moved.reshape(2 * d, -1) == labels).all(dim=0)
+        same = (moved.reshape(len(shifts), -1) == labels).all(dim=0)
         labels = torch.where(same, labels, torch.full_like(labels, -1))
     return labels.reshape(x.shape[:-1])
 

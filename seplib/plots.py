@@ -7,6 +7,7 @@ import torch
 from matplotlib.lines import Line2D
 
 from ._guards import as_field
+from .flow import basin_labels
 from .validate import grid, wrong_basin
 
 ZERO_STYLE = dict(colors="gold", linewidths=2.5, linestyles="--")
@@ -115,6 +116,69 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     ax.set_ylim(lo[1], hi[1])
     h, _ = ax.get_legend_handles_labels()
     ax.legend(handles=handles + h, loc="upper right", fontsize=8, framealpha=0.85)
+    return ax
+
+
+def plane(origin, u, v):
+    """The map (s, t) -> origin + s u + t v, with u and v made orthonormal (Gram-Schmidt), and
+    its inverse on points: ``(to_space, to_plane)``."""
+    origin, u, v = (torch.as_tensor(w, dtype=torch.float32).flatten() for w in (origin, u, v))
+    u = u / u.norm()
+    v = v - (v @ u) * u
+    if not (u.norm() > 0 and v.norm() > 1e-6 * u.norm()):
+        raise ValueError("u and v must be nonzero and not parallel: they span the plane")
+    v = v / v.norm()
+
+    def to_space(st):
+        st = torch.as_tensor(st, dtype=origin.dtype)
+        return origin + st[..., :1] * u + st[..., 1:2] * v
+
+    def to_plane(x):
+        d = torch.as_tensor(x, dtype=origin.dtype) - origin
+        return torch.stack((d @ u, d @ v), dim=-1)
+
+    return to_space, to_plane, (u, v)
+
+
+def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None, truth=None,
+              attractors=None, saddle=None, n=121, n_truth=41, title="KEF on a plane",
+              labels=("$s$", "$t$")):
+    """psi's level sets on the plane origin + s u + t v through a d-dimensional state space, with
+    the flow projected onto the plane (its u and v components) and the true separatrix there.
+
+    ``truth`` is a function on ``[..., d]`` whose zero set is the separatrix (for instance
+    ``System.separatrix_value``: drawn as a line), ``"integrate"`` (basins by integration on an
+    ``n_truth`` x ``n_truth`` grid of the plane, boundary drawn as a line: n_truth^2 trajectories),
+    or None. ``attractors`` and ``saddle`` (points in d dimensions) are drawn where they project.
+    A plane through both attractors and the saddle shows all three.
+    """
+    to_space, to_plane, (eu, ev) = plane(origin, u, v)
+    dev = lambda x: x.to(next(kef.net.parameters()).device) if hasattr(kef, "net") else x  # noqa: E731
+
+    def psi(st):
+        return kef(dev(to_space(st))).cpu()
+
+    def flow(st):
+        F = as_field(field)(to_space(st))
+        return torch.stack((F @ eu.to(F), F @ ev.to(F)), dim=-1)
+
+    exact = (lambda st: truth(to_space(st))) if callable(truth) else None
+    ax = kef_levels(psi, flow, lo, hi, ax=ax, true_separatrix=exact, n=n, title=title, labels=labels,
+                    attractors=None if attractors is None else to_plane(attractors),
+                    separatrix_point=None if saddle is None else to_plane(saddle).reshape(1, 2))
+    if isinstance(truth, str):
+        if truth != "integrate":
+            raise ValueError(f"truth must be a function, 'integrate' or None, got {truth!r}")
+        if attractors is None:
+            raise ValueError("truth='integrate' needs the attractors, to label the basins")
+        X, Y, pts = grid(lo, hi, n_truth)
+        found = basin_labels(field, to_space(pts), torch.as_tensor(attractors, dtype=torch.float32))
+        L = found.reshape(X.shape).float().numpy()
+        L[L < 0] = np.nan   # on the separatrix or not settled: left out of the contour
+        ax.contour(X.numpy(), Y.numpy(), L, levels=[0.5], colors="k", linewidths=1.5)
+        ax.legend(handles=ax.get_legend().legend_handles
+                  + [Line2D([], [], color="k", lw=1.5, label="true separatrix (integration)")],
+                  loc="upper right", fontsize=8, framealpha=0.85)
     return ax
 
 

@@ -5,7 +5,7 @@ import math
 import torch
 
 from ._guards import as_field
-from .flow import integrate
+from .flow import integrate, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
 DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
@@ -50,6 +50,27 @@ class MultiscaleGaussian:
         z = torch.randn(len(self.scales), n, self.dim, generator=generator, dtype=torch.float64)
         x = self.mean + (z @ self._chol.T) * self.scales.sqrt()[:, None, None]
         return x.to(dtype=dtype, device=device)
+
+
+def sampling_region(field, a, b, T=60.0):
+    """Where to sample for the separatrix between attractors ``a`` and ``b``, in any dimension:
+    a dict of ``fit_kef`` keyword arguments. The Gaussians are centred on the separatrix point on
+    the segment from a to b (bisection on the ODE) with covariance |b - a|^2 / d times the
+    identity, so that the scale-1 cloud's radius is about the attractors' distance whatever d is.
+
+        a, b = sl.find_attractors(field, dim)
+        kef = sl.fit_kef(field, dim, **sl.sampling_region(field, a, b))
+    """
+    a = torch.as_tensor(a, dtype=torch.float32).flatten()
+    b = torch.as_tensor(b, dtype=a.dtype).flatten()
+    if a.shape != b.shape or not (torch.isfinite(a).all() and torch.isfinite(b).all()):
+        raise ValueError(f"a and b must be two finite points of the same dimension, got shapes "
+                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    distance = (b - a).norm()
+    if not distance > 0:
+        raise ValueError("a and b are the same point: give two distinct attractors")
+    d = len(a)
+    return {"mean": separatrix_point(field, a, b, T), "cov": (distance**2 / d) * torch.eye(d)}
 
 
 def trajectory_pairs(field, x0, longest, n_times=8):

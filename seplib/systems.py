@@ -30,6 +30,14 @@ class System:
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         return self.f(x)
 
+    def separatrix_value(self, x: torch.Tensor) -> torch.Tensor:
+        """A signed quantity that is 0 on the separatrix and > 0 in the basin of
+        ``attractors[1]``: the exact basin of every point, where it is known."""
+        if self.separatrix is None:
+            raise ValueError(f"{self.name}: its separatrix has no closed form; find basins by "
+                             "integration (seplib.basin_labels)")
+        return self.separatrix(x)
+
 
 def _bistable_1d(x):
     return x - x**3
@@ -106,3 +114,47 @@ def mutual_inhibition(w: float = 2.0) -> System:
 def analytic_kef_1d(x: torch.Tensor) -> torch.Tensor:
     """The standard KEF of dx/dt = x - x^3 with eigenvalue 1: x / sqrt|1 - x^2| (up to scale)."""
     return x / torch.sqrt(torch.abs(1 - x**2))
+
+
+def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.25, rates=(0.5, 2.0)) -> System:
+    """A d-dimensional bistable system whose separatrix is a curved hypersurface known exactly.
+
+    In coordinates z = Q^T x (Q a random rotation, fixed by ``seed``) it is a warped double well:
+    with u = z_0 - c(z), c(z) = curvature * sum_i w_i z_i^2 over i >= 1 (weights w_i random in
+    [0, 2]),
+
+        du/dt = u - u^3,   dz_i/dt = -r_i z_i  (i >= 1),
+
+    the contraction rates r_i spread log-evenly over ``rates`` in a random order. So u flows to
+    +-1: the attractors are x = +-Q e_0, the saddle is 0 (unstable rate 1, stable rates r_i),
+    and the separatrix is the paraboloid u = 0, that is z_0 = c(z). ``separatrix_value(x)`` is u,
+    positive in the basin of ``attractors[1]``.
+    """
+    if not (isinstance(dim, int) and dim >= 2):
+        raise ValueError(f"bistable_nd: dim must be an integer >= 2, got {dim!r}")
+    if not (len(rates) == 2 and 0 < rates[0] <= rates[1] and math.isfinite(rates[1])):
+        raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
+    gen = torch.Generator().manual_seed(seed)
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only
+    r_i = torch.logspace(math.log10(rates[0]), math.log10(rates[1]), dim - 1, dtype=torch.float64)
+    r_i = r_i[torch.randperm(dim - 1, generator=gen)]
+    w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
+    params = {"dim": dim, "seed": seed, "curvature": curvature, "rates": tuple(rates)}
+
+    def to_z(x):
+        return x @ q.to(x)
+
+    def u_of(z):
+        return z[..., 0] - curvature * (w_i.to(z) * z[..., 1:] ** 2).sum(-1)
+
+    def f(x):
+        z = to_z(x)
+        u, rest = u_of(z), z[..., 1:]
+        dz0 = u - u**3 - 2 * curvature * (w_i.to(z) * r_i.to(z) * rest**2).sum(-1)
+        dz = torch.cat((dz0.unsqueeze(-1), -r_i.to(z) * rest), dim=-1)
+        return dz @ q.to(x).T
+
+    e0 = q[:, 0].tolist()
+    return System(f"bistable_nd({dim})", dim, f, [[-v for v in e0], e0], [0.0] * dim,
+                  separatrix=lambda x: u_of(to_z(x)), params=params)

@@ -93,6 +93,20 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     }
 
 
+def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
+    """``n`` points around the segment from ``a`` to ``b``, in any dimension: a point of the
+    segment, uniform, plus a random direction times a norm uniform in [lo, hi] x |b - a|. Where
+    basins cannot be drawn, basin agreement on these clouds says how well psi splits the space
+    between the attractors."""
+    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    gen = torch.Generator().manual_seed(seed)
+    along = torch.rand(n, 1, generator=gen, dtype=a.dtype)
+    direction = torch.randn(n, a.shape[-1], generator=gen, dtype=a.dtype)
+    direction = direction / direction.norm(dim=-1, keepdim=True)
+    size = (lo + (hi - lo) * torch.rand(n, 1, generator=gen, dtype=a.dtype)) * (b - a).norm()
+    return a + along * (b - a) + size * direction
+
+
 def grid(lo, hi, n=201, dtype=torch.float32):
     """An ``n x n`` grid over ``[lo[0], hi[0]] x [lo[1], hi[1]]``: ``(X, Y, points [n*n, 2])``."""
     xs = torch.linspace(lo[0], hi[0], n, dtype=dtype)

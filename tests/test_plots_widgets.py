@@ -59,3 +59,22 @@ def test_frames_slider_embeds_one_image_per_frame():
 
 def test_scale_ladder_keeps_the_reference_ratios():
     assert scales_up_to(8.0) == (0.02, 0.2, 1.0, 2.0, 4.0, 8.0)
+
+
+def test_kef_slice_draws_psi_and_the_truth_on_a_plane_through_d_dimensions():
+    system = sl.bistable_nd(6, seed=0)
+    a, b = (torch.tensor(p) for p in system.attractors)
+    sideways = torch.randn(6, generator=torch.Generator().manual_seed(0))
+    psi = lambda x: system.separatrix_value(x) - 0.1   # noqa: E731 (zero set 0.1 off the truth)
+    to_space, to_plane, (u, v) = plots.plane(torch.zeros(6), b - a, sideways)
+    assert abs(u @ v) < 1e-6 and abs(u.norm() - 1) < 1e-6 and abs(v.norm() - 1) < 1e-6
+    st = torch.tensor([[0.3, -0.7]])
+    torch.testing.assert_close(to_plane(to_space(st)), st)
+    fig, axes = plt.subplots(1, 2)
+    for ax, truth in zip(axes, (system.separatrix_value, "integrate")):
+        plots.kef_slice(psi, system, torch.zeros(6), b - a, sideways, ax=ax, truth=truth, n=31,
+                        n_truth=15, attractors=torch.stack((a, b)), saddle=torch.zeros(6))
+        assert len(ax.get_legend().legend_handles) >= 3   # psi = 0, the truth, the points
+    # the attractors project onto the u axis at -+|b - a| / 2
+    torch.testing.assert_close(to_plane(b), torch.tensor([(b - a).norm() / 2, 0.0]), atol=1e-5, rtol=0)
+    plt.close("all")

@@ -80,7 +80,7 @@ def test_committed_checkpoint_is_bistable_and_solves_the_task():
     model = sl.load_flipflop_gru()
     assert flipflop_error(model) < CARD["error_threshold"]
     field = sl.gru_vector_field(model, speed=CARD["field"]["speed"], dt=CARD["field"]["dt"])
-    attractors = sl.find_attractors(field, 2, n_starts=256, spread=1.0)
+    attractors = sl.find_attractors(field, 2, n_starts=256, spread=2**0.5)
     assert len(attractors) == 2
     torch.testing.assert_close(attractors, torch.tensor(CARD["attractors"]), atol=1e-3, rtol=0)
     point = sl.separatrix_point(field, attractors[0], attractors[1])

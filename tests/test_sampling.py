@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+import seplib as sl
 from seplib import MultiscaleGaussian, bistable_2d
 from seplib.sampling import pair_ends, trajectory_pairs
 
@@ -66,3 +67,14 @@ def test_trajectory_pairs_name_a_field_that_fails():
         trajectory_pairs(nan_far_out, x0.clamp(-1, 1), 5.0)
     with pytest.raises(ValueError, match="longest must be a finite time > 0"):
         trajectory_pairs(lambda x: -x, x0, 0.0)
+
+
+def test_sampling_region_centres_on_the_separatrix_and_scales_with_the_distance():
+    system = sl.bistable_nd(8, seed=2)
+    a, b = (torch.tensor(p) for p in system.attractors)
+    region = sl.sampling_region(system, a, b)
+    assert set(region) == {"mean", "cov"}
+    assert abs(system.separatrix_value(region["mean"])) < 1e-4   # on the separatrix
+    torch.testing.assert_close(region["cov"], (b - a).norm() ** 2 / 8 * torch.eye(8))
+    with pytest.raises(ValueError, match="same point"):
+        sl.sampling_region(system, a, a)

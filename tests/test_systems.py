@@ -54,3 +54,38 @@ def test_known_separatrix_splits_the_basins(system):
 def test_bistable_systems_refuse_monostable_parameters():
     with pytest.raises(ValueError, match="w must be > 1"):
         sl.mutual_inhibition(1.0)
+
+
+@pytest.mark.parametrize("dim", [2, 8, 32])
+def test_bistable_nd_fixed_points_and_exact_basins(dim):
+    system = sl.bistable_nd(dim, seed=1)
+    a, b = torch.tensor(system.attractors), torch.tensor(system.attractors)[1]
+    a = a[0]
+    for p in (a, b, torch.zeros(dim)):
+        assert system(p).norm() < 1e-6
+    assert system.separatrix_value(b) > 0 > system.separatrix_value(a)
+    # the sign of separatrix_value is the basin that integration finds
+    x = sl.segment_clouds(a, b, 200, seed=3)
+    value = system.separatrix_value(x)
+    keep = value.abs() > 1e-2
+    labels = sl.basin_labels(system, x[keep], torch.stack((a, b)))
+    assert torch.equal(labels, (value[keep] > 0).long())
+    # the saddle: one unstable direction, rate 1; stable rates within (0.5, 2)
+    rates = torch.linalg.eigvals(sl.jacobian(system, torch.zeros(dim, dtype=torch.float64))).real
+    assert (rates > 0).sum() == 1 and abs(rates.max() - 1) < 1e-6
+    assert ((-rates[rates < 0] >= 0.5 - 1e-9) & (-rates[rates < 0] <= 2 + 1e-9)).all()
+
+
+def test_bistable_nd_is_seeded_and_curved():
+    a, b = sl.bistable_nd(16, seed=0), sl.bistable_nd(16, seed=0)
+    x = torch.randn(5, 16)
+    assert torch.equal(a(x), b(x)) and not torch.equal(a(x), sl.bistable_nd(16, seed=1)(x))
+    e0 = torch.tensor(a.attractors[1])
+    side = torch.randn(16)
+    side = side - (side @ e0) * e0   # perpendicular to the line between the attractors
+    # the separatrix bends towards +e0: at the saddle plus a sideways step, u < 0
+    assert a.separatrix_value(side / side.norm()) < 0
+    with pytest.raises(ValueError, match="dim must be an integer >= 2"):
+        sl.bistable_nd(1)
+    with pytest.raises(ValueError, match="has no closed form"):
+        sl.duffing().separatrix_value(x[:, :2])
