@@ -195,9 +195,25 @@ def pair_loss(psi_start, psi_end, t, rhs, eigenvalue, perm):
     return ((psi_end - carried) ** 2).mean() / ((psi_end - shuffled) ** 2).mean()
 
 
-# 5. Training -------------------------------------------------------------------------------
+# 5. The attractors' anchor ----------------------------------------------------------------
 
-def _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight):
+def anchor_loss(psi_a, psi_b):
+    """psi one sign near attractor a and the other near b:  1 - |mean psi_b - mean psi_a| /
+    (mean |psi_a| + mean |psi_b|),  0 exactly then, whatever psi's scale, and up to 2 otherwise.
+
+    Why it is needed: psi times any function constant along trajectories is a KEF with the same
+    eigenvalue, so the equation alone allows zero sets inside a basin (in many dimensions the
+    network prefers such a psi: z_i |phi|^(lambda + r_i) is smoother than |phi|^lambda). But every
+    trajectory of a basin ends near its attractor and psi keeps its sign along trajectories: one
+    sign near the attractor is one sign on the whole basin."""
+    gap = (psi_b.mean() - psi_a.mean()).abs()
+    return 1 - gap / (psi_a.abs().mean() + psi_b.abs().mean() + 1e-12)
+
+
+# 6. Training -------------------------------------------------------------------------------
+
+def _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
+                     anchor_weight):
     if not (eigenvalue == "auto" or (isinstance(eigenvalue, (int, float)) and eigenvalue > 0
                                      and math.isfinite(eigenvalue))):
         raise ValueError(f"eigenvalue must be 'auto' or a finite number > 0, got {eigenvalue!r}: "
@@ -212,7 +228,8 @@ def _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance
         raise ValueError(f"lr must be > 0, got {lr!r}")
     if not (tol is None or (isinstance(tol, (int, float)) and 0 <= tol < 1)):
         raise ValueError(f"tol must be None (run every epoch) or a fraction in [0, 1), got {tol!r}")
-    for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight)):
+    for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight),
+                        ("anchor_weight", anchor_weight)):
         if not value >= 0:
             raise ValueError(f"{name} must be >= 0, got {value!r}")
 
@@ -253,14 +270,16 @@ class _Batches:
     """Each epoch's samples, f at them, the pairs' ends and a shuffle, drawn ``SAMPLE_BLOCK``
     epochs at a time: one call of the field per block, not per epoch."""
 
-    def __init__(self, field, sampler, starts, pairs, batch_size, epochs, seed, device):
-        self.field, self.sampler, self.starts, self.pairs = field, sampler, starts, pairs
+    def __init__(self, field, sampler, starts, pairs, batch_size, epochs, seed, device, near=None):
+        self.field, self.sampler, self.starts, self.pairs, self.near = field, sampler, starts, pairs, near
         self.batch, self.epochs, self.device = batch_size, epochs, device
         self.gen = torch.Generator().manual_seed(seed)
         self.n = len(sampler.scales) * batch_size   # rows from the samples; the pairs' ends follow
 
     def __call__(self, epoch):
-        """(x, f(x) at the samples, perm, t): x holds the samples, then the pairs' starts and ends."""
+        """(x, f(x) at the samples, perm, t): x holds the samples, then the pairs' starts and ends,
+        then the points near each attractor (``near``: a MultiscaleGaussian with one scale per
+        attractor: ``near(n, generator, device)`` gives ``[2, n, d]``)."""
         if epoch % SAMPLE_BLOCK == 0:
             self._draw(epoch, min(SAMPLE_BLOCK, self.epochs - epoch))
         row = epoch % SAMPLE_BLOCK
@@ -282,8 +301,11 @@ class _Batches:
             picks = torch.randint(len(which), (k, b), generator=self.gen).to(self.device)
             xs = torch.cat((xs, self.starts[which[picks]], ends[picks]), dim=1)
             self.ts = times[picks]
-        self.xs, self.fxs = xs, fxs
         self.perms = torch.rand(k, b, generator=self.gen).argsort(dim=1).to(self.device)
+        if self.near is not None:
+            around = self.near(k * b, self.gen, self.device)   # [2, k * b, d]
+            xs = torch.cat((xs, around.reshape(2, k, b, dim).transpose(0, 1).reshape(k, 2 * b, dim)), dim=1)
+        self.xs, self.fxs = xs, fxs
 
 
 def _disagreement(start_positive, net, end):
@@ -340,27 +362,37 @@ class _Average:
             self.flat.copy_(held)
 
 
-def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, bound, x, fx, perm, t):
+def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight, bound, x, fx, perm, t):
     """One forward and backward pass; returns the loss. A named objective takes the written-out
-    loss gradient (``_fast.loss_and_grad``); a callable R goes through autograd."""
+    loss gradient (``_fast.loss_and_grad``); a callable R goes through autograd, and so does the
+    anchor (rows after the samples and the pairs, when ``anchor_weight`` is given)."""
     psi, dpsi = directional_derivative(net, x, fx)
+    n, b = len(dpsi), len(perm)
+    used = n + (2 * b if t is not None else 0)   # rows of the samples and the pairs
     if isinstance(rhs, str):
-        loss, g_psi, g_dpsi = _fast.loss_and_grad(psi.detach(), dpsi.detach(), rhs, eigenvalue,
+        loss, g_psi, g_dpsi = _fast.loss_and_grad(psi.detach()[:used], dpsi.detach(), rhs, eigenvalue,
                                                   balance_weight, perm, bound=bound, pair_weight=pair_weight,
                                                   t=t, log_scale=PAIR_LOG_SCALE)
+        if anchor_weight is not None:
+            near = psi.detach()[used:].requires_grad_()
+            anchor = anchor_weight * anchor_loss(*near.reshape(2, b))
+            anchor.backward()
+            loss, g_psi = loss + anchor.detach(), torch.cat((g_psi, near.grad))
         torch.autograd.backward((psi, dpsi), (g_psi, g_dpsi))
         return loss.item()
-    n, b = len(dpsi), len(perm)
     loss = kef_loss(psi[:n].reshape(-1, b, 1), dpsi.reshape(-1, b, 1), rhs, eigenvalue, balance_weight, perm)
     if t is not None:
-        loss = loss + pair_weight * pair_loss(*psi[n:].reshape(2, b), t, rhs, eigenvalue, perm)
+        loss = loss + pair_weight * pair_loss(*psi[n:used].reshape(2, b), t, rhs, eigenvalue, perm)
+    if anchor_weight is not None:
+        loss = loss + anchor_weight * anchor_loss(*psi[used:].reshape(2, b))
     loss.backward()
     return loss.item()
 
 
 def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean=None, cov=None,
             flow_time="auto", epochs=5000, tol=2e-3, batch_size=96, lr=3e-3, balance_weight=1.0,
-            pair_weight=10.0, seed=0, device=None, model=None, progress=True, callback=None):
+            pair_weight=10.0, attractors=None, anchor_weight=1.0, seed=0, device=None, model=None,
+            progress=True, callback=None):
     """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
 
     Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
@@ -378,12 +410,18 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     500 epochs from epoch 1000; ``tol=None`` runs every epoch). A psi of one sign at all the
     probe samples at the end issues a RuntimeWarning: it found no separatrix.
 
+    ``attractors`` (two points, ``[2, dim]``: ``sampling_region`` passes them) adds the anchor
+    (``anchor_loss``, weighted by ``anchor_weight``): psi one sign near each attractor, the
+    other near the other, on samples of the smallest scale around each. In many dimensions it is
+    what keeps zero sets out of the basins.
+
     The returned psi has the running average of the weights, not the last step's. ``model`` is
     any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``). ``callback(epoch,
     kef)``, if given, runs after every step and sees the step's weights. Returns a ``KEF`` with
     ``eigenvalue`` (the lambda used), ``loss_history_`` and ``fit_seconds_`` (set-up included).
     """
-    _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight)
+    _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
+                     anchor_weight)
     start = time.perf_counter()
     R = resolve_rhs(rhs)
     sampler = MultiscaleGaussian(dim, scales, mean, cov)
@@ -403,7 +441,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     _check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
 
-    batches = _Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device)
+    near = _near_attractors(attractors, sampler, device)
+    batches = _Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, near)
     opt = _fast.FlatAdam(net.parameters())
     average, stop = _Average(opt.flat), _StopRule(probes, pairs, tol)
     bound = BOUNDS[rhs] if isinstance(rhs, str) else None
@@ -411,8 +450,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
                disable=not progress, mininterval=0.5)
     net.train()
     for epoch in bar:
-        loss = _train_step(net, rhs if isinstance(rhs, str) else R, eigenvalue,
-                           balance_weight, pair_weight, bound, *batches(epoch))
+        loss = _train_step(net, rhs if isinstance(rhs, str) else R, eigenvalue, balance_weight, pair_weight,
+                           None if near is None else anchor_weight, bound, *batches(epoch))
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at epoch {epoch}: training "
                                      "diverged; lower lr or the eigenvalue, or shrink the scales")
@@ -432,6 +471,20 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     kef.fit_seconds_ = time.perf_counter() - start
     _warn_if_one_signed(net, probes)
     return kef
+
+
+def _near_attractors(attractors, sampler, device):
+    """None, or ``near(n, generator, device) -> [2, n, d]``: Gaussians of the sampler's smallest
+    scale around each of the two attractors."""
+    if attractors is None:
+        return None
+    points = torch.as_tensor(attractors, dtype=torch.float64).cpu()
+    if points.shape != (2, sampler.dim) or not torch.isfinite(points).all():
+        raise ValueError(f"attractors must be two finite points, shape (2, {sampler.dim}), got shape "
+                         f"{tuple(points.shape)}")
+    smallest = [sampler.scales.min().item()]
+    around = [MultiscaleGaussian(sampler.dim, smallest, p, sampler.cov) for p in points]
+    return lambda n, gen, dev: torch.stack([g.sample(n, gen, device=dev)[0] for g in around])
 
 
 def _warn_if_one_signed(net, probes):

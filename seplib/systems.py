@@ -116,18 +116,19 @@ def analytic_kef_1d(x: torch.Tensor) -> torch.Tensor:
     return x / torch.sqrt(torch.abs(1 - x**2))
 
 
-def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.25, rates=(0.5, 2.0)) -> System:
+def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0)) -> System:
     """A d-dimensional bistable system whose separatrix is a curved hypersurface known exactly.
 
     In coordinates z = Q^T x (Q a random rotation, fixed by ``seed``) it is a warped double well:
-    with u = z_0 - c(z), c(z) = curvature * sum_i w_i z_i^2 over i >= 1 (weights w_i random in
-    [0, 2]),
+    with u = z_0 - c(z), c(z) = curvature * log(1 + rho^2), rho^2 = sum_i w_i z_i^2 over i >= 1
+    (weights w_i random in [0, 2]),
 
         du/dt = u - u^3,   dz_i/dt = -r_i z_i  (i >= 1),
 
     the contraction rates r_i spread log-evenly over ``rates`` in a random order. So u flows to
     +-1: the attractors are x = +-Q e_0, the saddle is 0 (unstable rate 1, stable rates r_i),
-    and the separatrix is the paraboloid u = 0, that is z_0 = c(z). ``separatrix_value(x)`` is u,
+    and the separatrix is u = 0, that is z_0 = c(z): a paraboloid near the saddle that flattens
+    to a logarithm far out (so the field stays tame there). ``separatrix_value(x)`` is u,
     positive in the basin of ``attractors[1]``.
     """
     if not (isinstance(dim, int) and dim >= 2):
@@ -142,19 +143,18 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.25, rates=(0.5, 2.
     w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
     params = {"dim": dim, "seed": seed, "curvature": curvature, "rates": tuple(rates)}
 
-    def to_z(x):
-        return x @ q.to(x)
-
     def u_of(z):
-        return z[..., 0] - curvature * (w_i.to(z) * z[..., 1:] ** 2).sum(-1)
+        rho2 = (w_i.to(z) * z[..., 1:] ** 2).sum(-1)
+        return z[..., 0] - curvature * torch.log1p(rho2), rho2
 
     def f(x):
-        z = to_z(x)
-        u, rest = u_of(z), z[..., 1:]
-        dz0 = u - u**3 - 2 * curvature * (w_i.to(z) * r_i.to(z) * rest**2).sum(-1)
-        dz = torch.cat((dz0.unsqueeze(-1), -r_i.to(z) * rest), dim=-1)
+        z = x @ q.to(x)
+        (u, rho2), rest = u_of(z), z[..., 1:]
+        # dz_0/dt = du/dt + sum_i dc/dz_i dz_i/dt, dc/dz_i = 2 curvature w_i z_i / (1 + rho^2)
+        bend = 2 * curvature * (w_i.to(z) * r_i.to(z) * rest**2).sum(-1) / (1 + rho2)
+        dz = torch.cat(((u - u**3 - bend).unsqueeze(-1), -r_i.to(z) * rest), dim=-1)
         return dz @ q.to(x).T
 
     e0 = q[:, 0].tolist()
     return System(f"bistable_nd({dim})", dim, f, [[-v for v in e0], e0], [0.0] * dim,
-                  separatrix=lambda x: u_of(to_z(x)), params=params)
+                  separatrix=lambda x: u_of(x @ q.to(x))[0], params=params)

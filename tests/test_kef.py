@@ -213,3 +213,38 @@ def test_the_returned_psi_has_the_running_average_of_the_weights():
         average.lerp_(w, 1 - min(sl.kef.AVERAGE_DECAY, (1 + t) / (10 + t)))
     final = torch.cat([p.detach().reshape(-1) for p in kef.net.parameters()])
     assert torch.allclose(final, average, atol=1e-6) and not torch.allclose(final, steps[-1], atol=1e-6)
+
+
+def test_anchor_loss_is_zero_only_when_each_attractor_keeps_one_sign():
+    from seplib.kef import anchor_loss
+    near_a, near_b = -torch.rand(50) - 0.1, torch.rand(50) + 0.1
+    assert anchor_loss(near_a, near_b) == 0 and anchor_loss(3 * near_b, 3 * near_a) == 0   # any scale, either sign
+    mixed = torch.cat((near_a[:25], -near_a[25:]))       # one sign flips inside a's neighbourhood
+    assert 0.3 < anchor_loss(mixed, near_b) < 1
+    assert anchor_loss(near_b, near_b) == 1                # the same sign at both attractors
+
+
+def test_the_anchor_trains_with_both_objectives_and_refuses_malformed_attractors():
+    system = sl.bistable_2d()
+    attractors = torch.tensor(system.attractors)
+    for rhs in ("standard", "squashed", lambda p: p - p**3):
+        kef = sl.fit_kef(system, 2, rhs=rhs, attractors=attractors, **FAST)
+        with torch.no_grad():
+            assert kef(attractors[0]) * kef(attractors[1]) < 0
+    # the anchor is 0 once each attractor has its own sign, and 1 (times its weight) for a psi of
+    # one sign at both: here psi = 5 + small; its first epoch sees the same samples either way
+    def one_signed():
+        net = sl.kef.mlp(2)
+        with torch.no_grad():
+            net[-1].bias.fill_(5.0)
+        return net
+
+    for rhs in ("squashed", "standard"):
+        plain = sl.fit_kef(system, 2, rhs=rhs, model=one_signed(), **FAST).loss_history_[0]
+        anchored = sl.fit_kef(system, 2, rhs=rhs, model=one_signed(), attractors=attractors,
+                              anchor_weight=2.0, **FAST).loss_history_[0]
+        assert 1.5 < anchored - plain <= 2.0   # 2 (1 - |gap| / 10), the gap small beside psi = 5
+    with pytest.raises(ValueError, match=r"attractors must be two finite points, shape \(2, 2\)"):
+        sl.fit_kef(system, 2, attractors=attractors[:1], **FAST)
+    with pytest.raises(ValueError, match="anchor_weight must be >= 0"):
+        sl.fit_kef(system, 2, attractors=attractors, anchor_weight=-1.0, **FAST)
