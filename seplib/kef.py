@@ -324,6 +324,7 @@ class _StopRule:
 
     def __init__(self, probes, pairs, tol):
         self.probes, self.pairs, self.tol, self.signs = probes, pairs, tol, None
+        self.changed = None   # the fraction of probes whose sign changed at the last check
 
     def due(self, epoch):
         return self.tol is not None and (epoch + 1) % STOP_CHECK_EVERY == 0
@@ -332,10 +333,31 @@ class _StopRule:
     def settled(self, net):
         now = (net(self.probes) > 0).flatten()
         before, self.signs = self.signs, now
-        return (before is not None and (now != before).float().mean().item() <= self.tol
-                and 0 < now.sum() < len(now)
-                and (self.pairs is None or _disagreement(now[self.pairs[0]], net, self.pairs[1])
-                     <= STOP_PAIR_DISAGREEMENT))
+        self.changed = None if before is None else (now != before).float().mean().item()
+        return (self.changed is not None and self.changed <= self.tol and 0 < now.sum() < len(now)
+                and (self.pairs is None or self.disagreement(net, now) <= STOP_PAIR_DISAGREEMENT))
+
+    def disagreement(self, net, positive=None):
+        """The fraction of pairs whose two ends psi puts on opposite sides."""
+        if positive is None:
+            positive = (net(self.probes) > 0).flatten()
+        return _disagreement(positive[self.pairs[0]], net, self.pairs[1])
+
+    def warn_unsettled(self, net, epochs):
+        """After a training that ran all its epochs without the rule being met: say what it saw."""
+        if self.tol is None or self.changed is None:
+            return
+        seen = [f"at the last check psi's sign had changed at {self.changed:.2%} of the {len(self.probes)} "
+                f"probe samples since the check before (tol {self.tol:.2%})"]
+        if self.pairs is not None:
+            with torch.no_grad():
+                disagreement = self.disagreement(net)
+            seen.append(f"its sign differs at the two ends of {disagreement:.2%} of the trajectory "
+                        f"pairs (settled: at most {STOP_PAIR_DISAGREEMENT:.1%}; a pair that disagrees has an "
+                        "end in the wrong basin)")
+        warnings.warn(f"training ran all {epochs} epochs without its zero set settling: " + "; ".join(seen)
+                      + ". psi may put some states in the wrong basin: check it with seplib.validate_kef, "
+                      "train longer (epochs=), or try the other objective (rhs=)", RuntimeWarning, stacklevel=3)
 
 
 class _Average:
@@ -408,7 +430,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
 
     Training stops before ``epochs`` once the zero set has settled (``_StopRule``, checked every
     500 epochs from epoch 1000; ``tol=None`` runs every epoch). A psi of one sign at all the
-    probe samples at the end issues a RuntimeWarning: it found no separatrix.
+    probe samples at the end issues a RuntimeWarning: it found no separatrix. So does a training
+    that ran all its epochs without the rule being met, with the figures the rule last saw.
 
     ``attractors`` (two points, ``[2, dim]``: ``sampling_region`` passes them) adds the anchor
     (``anchor_loss``, weighted by ``anchor_weight``): psi one sign near each attractor, the
@@ -449,6 +472,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     bar = tqdm(range(epochs), desc=f"KEF ({rhs if isinstance(rhs, str) else 'custom'})",
                disable=not progress, mininterval=0.5)
     net.train()
+    stopped = False
     for epoch in bar:
         loss = _train_step(net, rhs if isinstance(rhs, str) else R, eigenvalue, balance_weight, pair_weight,
                            None if near is None else anchor_weight, bound, *batches(epoch))
@@ -465,11 +489,13 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
         if stop.due(epoch):
             with average.swapped_in():   # the check looks at the psi fit_kef returns
                 if stop.settled(net):
+                    stopped = True
                     break
     opt.flat.copy_(average.value)   # psi is the averaged weights
     net.eval()
     kef.fit_seconds_ = time.perf_counter() - start
-    _warn_if_one_signed(net, probes)
+    if not _warn_if_one_signed(net, probes) and not stopped:
+        stop.warn_unsettled(net, epochs)
     return kef
 
 
@@ -488,12 +514,15 @@ def _near_attractors(attractors, sampler, device):
 
 
 def _warn_if_one_signed(net, probes):
+    """Warn, and return True, if psi has one sign at every probe."""
     with torch.no_grad():
         positive = (net(probes) > 0).float().mean().item()
     if positive in (0.0, 1.0):
         warnings.warn(f"psi is {'positive' if positive else 'negative'} at all {len(probes)} probe samples: it "
                       "found no separatrix where it sampled. Check that the samples (mean, cov, scales) cover "
                       "both basins, or train longer or with a larger balance_weight", RuntimeWarning, stacklevel=3)
+        return True
+    return False
 
 
 def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):
