@@ -446,7 +446,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
                      anchor_weight)
     start = time.perf_counter()
-    R = resolve_rhs(rhs)
+    resolve_rhs(rhs)   # a name it knows, or a callable
     sampler = MultiscaleGaussian(dim, scales, mean, cov)
     device = torch.device(device) if device is not None else default_device()
     field = _check_field(field, sampler, device)
@@ -474,7 +474,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     net.train()
     stopped = False
     for epoch in bar:
-        loss = _train_step(net, rhs if isinstance(rhs, str) else R, eigenvalue, balance_weight, pair_weight,
+        loss = _train_step(net, rhs, eigenvalue, balance_weight, pair_weight,
                            None if near is None else anchor_weight, bound, *batches(epoch))
         if not math.isfinite(loss):
             raise FloatingPointError(f"the loss became {loss} at epoch {epoch}: training "
