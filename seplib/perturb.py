@@ -1,0 +1,131 @@
+"""Perturbation design from psi: the smallest push that moves a state into the other basin.
+
+Once psi is known the separatrix is a level set we can compute with: the smallest perturbation
+delta that flips x0's basin is the nearest point of psi = 0, found by a constrained solver in a
+fraction of a second. By simulation alone one can only try directions one by one
+(``brute_force_flip``); ``flips`` checks any answer by simulation.
+"""
+import torch
+
+from ._guards import as_field
+from .flow import bisect, settle
+
+
+def _psi_and_grad(kef, x):
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        psi = kef(x)
+        (grad,) = torch.autograd.grad(psi.sum(), x)
+    return psi.detach(), grad
+
+
+def _check_state(x0, dim, mask):
+    x0 = torch.as_tensor(x0, dtype=torch.float32)
+    if x0.dim() != 1 or (dim is not None and len(x0) != dim):
+        raise ValueError(f"x0 must be one state, shape ({dim or 'd'},), got shape {tuple(x0.shape)}")
+    if not torch.isfinite(x0).all():
+        raise ValueError("x0 has NaN or inf entries: give a finite state")
+    if mask is None:
+        return x0, torch.ones_like(x0)
+    mask = torch.as_tensor(mask)
+    if mask.shape != x0.shape or mask.dtype != torch.bool:
+        raise ValueError(f"mask must be a bool tensor of shape {tuple(x0.shape)}, got {mask.dtype} "
+                         f"of shape {tuple(mask.shape)}")
+    if not mask.any():
+        raise ValueError("mask has no True entry: no coordinate may move, so no perturbation exists; "
+                         "set True where delta may be nonzero")
+    return x0, mask.to(x0.dtype)
+
+
+def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-5, seed=0):
+    """The smallest-norm delta with psi(x0 + delta) = 0: the nearest point of psi's zero set.
+
+    Sequential linearisation: at each step psi is linearised at x0 + delta and delta jumps to the
+    nearest point of that linear zero set, (g . delta - psi) g / |g|^2 with g = grad psi there
+    (masked), damped by ``damping``; a fixed point is a state on psi = 0 where delta is parallel
+    to the gradient, the condition for the nearest point. It runs from ``starts`` starting deltas
+    at once: 0 (the linearisation at x0) and random directions at about the linear distance
+    |psi| / |grad psi| (half to twice it), and returns the smallest delta that reached psi = 0
+    (|psi| below ``tol`` times psi's scale at x0), so a far local solution does not win.
+
+    ``mask`` (bool, length d) limits delta to the coordinates where it is True. Raises ValueError
+    when no start reaches psi = 0 (psi has no zero near x0 in the allowed directions).
+    """
+    dim = getattr(kef, "dim", None)
+    x0, m = _check_state(x0, dim, mask)
+    psi0, g0 = _psi_and_grad(kef, x0[None])
+    g0 = g0[0] * m
+    scale = max(abs(psi0.item()), 1e-12)
+    reach = (scale / g0.norm().clamp_min(1e-12)).item()   # the linear distance to psi = 0
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(starts - 1, len(x0), generator=gen) * m
+    u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    radius = reach * 2 ** (2 * torch.rand(starts - 1, 1, generator=gen) - 1)
+    delta = torch.cat((torch.zeros(1, len(x0)), radius * u))
+    for _ in range(steps):
+        psi, g = _psi_and_grad(kef, x0 + delta)
+        g = g * m
+        norm2 = (g * g).sum(-1).clamp_min(1e-24)
+        target = ((g * delta).sum(-1) - psi)[:, None] * g / norm2[:, None]
+        delta = delta + damping * (target - delta)
+    psi, _ = _psi_and_grad(kef, x0 + delta)
+    ok = psi.abs() <= tol * scale + 1e-7
+    if not ok.any():
+        raise ValueError(f"psi has no zero near x0 in the allowed directions: after {steps} steps from "
+                         f"{starts} starts |psi| is at least {psi.abs().min():.3g} (psi(x0) = {psi0.item():.3g}); "
+                         "check that x0 is in a basin psi separates, widen the mask, or raise steps")
+    norms = torch.where(ok, delta.norm(dim=-1), torch.full_like(psi, float("inf")))
+    return delta[norms.argmin()].detach()
+
+
+def _labels(field, x, attractors, T):
+    labels, _ = settle(field, x, attractors, T)
+    return labels
+
+
+def flips(field, x0, delta, attractors, margin=0.02, T=60.0):
+    """Does ``delta`` flip x0's basin, checked by simulation? True when x0 + (1 + margin) delta
+    ends at the other attractor and x0 + (1 - margin) delta at x0's own: delta reaches just
+    across the separatrix, not short of it nor far past it."""
+    field = as_field(field)
+    attractors = torch.as_tensor(attractors, dtype=torch.float32)
+    x0, delta = torch.as_tensor(x0, dtype=torch.float32), torch.as_tensor(delta, dtype=torch.float32)
+    own, short, past = _labels(field, torch.stack((x0, x0 + (1 - margin) * delta, x0 + (1 + margin) * delta)),
+                               attractors, T).tolist()
+    if own < 0:
+        raise ValueError("x0 itself reaches no attractor within T: give a state inside a basin, or raise T")
+    return short == own and past >= 0 and past != own
+
+
+def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=None, T=60.0, n_iter=20,
+                     seed=0):
+    """The smallest flip that simulation alone finds: bisection on simulated trajectories along
+    ``n_directions`` random directions (masked) and along the straight line to the other
+    attractor, each out to ``reach`` (default: twice the distance between the attractors).
+
+    Returns ``(delta, n_trajectories)``: the smallest flipping delta found (None if no direction
+    flips within reach) and how many trajectories it simulated.
+    """
+    field = as_field(field)
+    attractors = torch.as_tensor(attractors, dtype=torch.float32)
+    x0, m = _check_state(x0, attractors.shape[-1], mask)
+    own = _labels(field, x0[None], attractors, T).item()
+    if own < 0:
+        raise ValueError("x0 itself reaches no attractor within T: give a state inside a basin, or raise T")
+    other = attractors[1 - own] if len(attractors) == 2 else None
+    reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
+    gen = torch.Generator().manual_seed(seed)
+    u = torch.randn(n_directions, len(x0), generator=gen) * m
+    if other is not None and mask is None:
+        u = torch.cat(((other - x0)[None], u))
+    u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    ends = _labels(field, x0 + reach * u, attractors, T)       # which directions flip within reach
+    used = len(u) + 1
+    u = u[(ends >= 0) & (ends != own)]
+    if len(u) == 0:
+        return None, used
+    a, b = attractors[own], attractors[ends[(ends >= 0) & (ends != own)][0]]
+    s = bisect(field, lambda s: x0 + reach * s[:, None] * u, a, b, len(u), T, n_iter)
+    used += n_iter * len(u)
+    delta = reach * s[:, None] * u
+    return delta[delta.norm(dim=-1).argmin()], used

@@ -1,0 +1,55 @@
+import pytest
+import torch
+
+import seplib as sl
+from seplib.perturb import brute_force_flip, flips, smallest_flip
+
+
+def test_smallest_flip_reaches_the_nearest_point_of_a_curved_zero_set():
+    system = sl.curved_bistable(a=0.5)                # separatrix x = 0.5 y^2
+    psi = system.separatrix_value
+    x0 = torch.tensor([-0.3, 1.6])
+    delta = smallest_flip(psi, x0)
+    # the nearest point of the parabola, by a dense search along it
+    y = torch.linspace(-3, 3, 600001)
+    exact = ((torch.stack((0.5 * y**2, y), -1) - x0).norm(dim=-1)).min()
+    assert abs(psi(x0 + delta)) < 1e-4
+    assert abs(delta.norm() - exact) < 1e-3
+
+
+def test_a_mask_limits_the_coordinates_and_its_flip_is_no_smaller():
+    system = sl.bistable_nd(6, seed=0, curvature=0.0)   # flat: the separatrix is a hyperplane
+    psi = system.separatrix_value
+    a = torch.tensor(system.attractors[0])
+    x0 = 0.5 * a                                       # halfway from the saddle to attractor a
+    free = smallest_flip(psi, x0)
+    assert abs(free.norm() - 0.5) < 1e-3                # |x0 - hyperplane| = 0.5 |a| = 0.5
+    mask = torch.tensor([True, True, False, False, False, False])
+    masked = smallest_flip(psi, x0, mask=mask)
+    assert (masked[~mask] == 0).all() and abs(psi(x0 + masked)) < 1e-4
+    assert masked.norm() >= free.norm() - 1e-4
+
+
+def test_clear_errors_for_bad_input():
+    psi = sl.bistable_2d().separatrix_value
+    with pytest.raises(ValueError, match="mask has no True entry"):
+        smallest_flip(psi, torch.tensor([-0.5, 0.0]), mask=torch.tensor([False, False]))
+    with pytest.raises(ValueError, match="x0 must be one state"):
+        smallest_flip(psi, torch.zeros(3, 2))
+    with pytest.raises(ValueError, match="psi has no zero near x0"):   # psi = x does not depend on y
+        smallest_flip(psi, torch.tensor([-0.5, 0.0]), mask=torch.tensor([False, True]))
+    with pytest.raises(ValueError, match="psi has no zero near x0"):
+        smallest_flip(lambda x: 1 + x[..., 0] ** 2, torch.tensor([-0.5, 0.0]))
+
+
+def test_a_trained_kefs_flip_is_checked_by_simulation_and_beats_brute_force():
+    system = sl.bistable_2d()
+    attractors = torch.tensor(system.attractors)
+    kef = sl.fit_kef(system, 2, progress=False, device="cpu")
+    x0 = torch.tensor([-0.6, 0.8])
+    delta = smallest_flip(kef, x0)
+    assert abs(delta.norm() - 0.6) < 0.02 and flips(system, x0, delta, attractors)
+    assert not flips(system, x0, 0.9 * delta, attractors)     # short of the separatrix
+    best, n = brute_force_flip(system, x0, attractors, n_directions=32)
+    assert n > 32 and best.norm() >= 0.6 - 1e-3 and flips(system, x0, best, attractors)
+    assert delta.norm() <= best.norm() + 0.02
