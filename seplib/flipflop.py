@@ -18,8 +18,9 @@ from .rnn import FlipFlopRNN, flipflop_error, flipflop_trials, gru_vector_field
 TASK = {"n_steps": 100, "pulse_prob": 0.05}
 
 
-def train_flipflop(n_hidden=2, seed=0, steps=1500, batch=64, lr=1e-2, cell="gru", progress=True):
-    """Train a FlipFlopRNN with Adam on fresh flip-flop trials each step (MSE on the output)."""
+def train_flipflop(n_hidden=2, seed=0, steps=1500, batch=64, lr=1e-2, cell="gru", progress=True, task=None):
+    """Train a FlipFlopRNN with Adam on fresh flip-flop trials each step (MSE on the output).
+    ``task`` overrides the trials' ``n_steps`` and ``pulse_prob`` (default ``TASK``)."""
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     model = FlipFlopRNN(1, n_hidden, 1, cell)
@@ -27,7 +28,7 @@ def train_flipflop(n_hidden=2, seed=0, steps=1500, batch=64, lr=1e-2, cell="gru"
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps, eta_min=lr / 20)
     bar = tqdm(range(steps), desc="flip-flop", disable=not progress, mininterval=0.5)
     for step in bar:
-        u, target = flipflop_trials(batch, generator=gen, **TASK)
+        u, target = flipflop_trials(batch, generator=gen, **(TASK | (task or {})))
         out, _ = model(u)
         loss = ((out - target) ** 2).mean()
         opt.zero_grad()

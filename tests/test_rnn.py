@@ -95,6 +95,9 @@ def test_training_script_is_deterministic(tmp_path):
     b = train_flipflop(2, seed=5, steps=30, progress=False)
     for k, v in a.state_dict().items():
         assert torch.equal(v, b.state_dict()[k])
+    # another task (trial length, pulse probability) trains another network from the same seed
+    c = train_flipflop(2, seed=5, steps=30, progress=False, task={"pulse_prob": 0.3, "n_steps": 40})
+    assert not torch.equal(c.rnn.weight_hh_l0, a.rnn.weight_hh_l0)
 
 
 def test_installed_package_ships_the_book_checkpoint(tmp_path):
