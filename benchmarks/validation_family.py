@@ -15,7 +15,6 @@ R^2), epochs, seconds, pass or miss; then the pass rate per split.
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import torch
