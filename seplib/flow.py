@@ -177,8 +177,8 @@ def _central_differences(field, x):
     return ((f[0] - f[1]) / step[..., None]).transpose(1, 2)                # J[i, :, j]
 
 
-_SADDLE_FIX = ("check the field near that point (a square root or log of a negative number, a division "
-               "by zero?), or start find_saddle from another point")
+_CHECK_NEAR = "check the field near that point (a square root or log of a negative number, a division by zero?)"
+_SADDLE_FIX = _CHECK_NEAR + ", or start find_saddle from another point"
 
 
 def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol=1e-5, near=1e-2):
@@ -210,16 +210,16 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
             break
         J = jacobian(field, x)
         finite_or_raise(torch.cat((J, fx[:, None]), dim=1), "the field or its Jacobian",
-                        "torch.linalg.lstsq (a Newton step in find_saddle) was not called", _SADDLE_FIX, points=x[None])
+                        "torch.linalg.lstsq (a Newton step in find_saddle) was not called", _SADDLE_FIX,
+                        points=x[None])
         x = x - torch.linalg.lstsq(J, fx.unsqueeze(-1)).solution.squeeze(-1)
     if not field(x).norm() < 10 * tol:
         raise RuntimeError(f"no fixed point found near {torch.as_tensor(point).tolist()}: "
                            f"|f| = {field(x).norm():.2e} at {x.tolist()}")
     J = jacobian(field, x)
-    finite_or_raise(J, "the field's Jacobian at the saddle", "torch.linalg.eigvals (in find_saddle) was not called",
-                    _SADDLE_FIX, points=x[None])
+    finite_or_raise(J, "the field's Jacobian at the saddle",
+                    "torch.linalg.eigvals (in find_saddle) was not called", _SADDLE_FIX, points=x[None])
     return x.detach(), torch.linalg.eigvals(J)
-
 
 
 def expansion_rate(field, x, q=0.99):
@@ -234,8 +234,7 @@ def expansion_rate(field, x, q=0.99):
     x = x.detach().reshape(-1, x.shape[-1])
     J = jacobian(field, x)
     finite_or_raise(J, "the field's Jacobian", "torch.linalg.eigvals (in expansion_rate) was not called",
-                    "check the field near that point (a square root or log of a negative number, a "
-                    "division by zero?); in fit_kef, move the samples (mean, cov, scales) or pass "
+                    _CHECK_NEAR + "; in fit_kef, move the samples (mean, cov, scales) or pass "
                     "eigenvalue= yourself", points=x)
     growth = torch.linalg.eigvals(J.double()).real.max(dim=-1).values
     return torch.quantile(growth, q).item()

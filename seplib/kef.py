@@ -278,8 +278,7 @@ class _Batches:
 
     def __call__(self, epoch):
         """(x, f(x) at the samples, perm, t): x holds the samples, then the pairs' starts and ends,
-        then the points near each attractor (``near``: a MultiscaleGaussian with one scale per
-        attractor: ``near(n, generator, device)`` gives ``[2, n, d]``)."""
+        then, with ``near`` (from ``_near_attractors``), the points near each attractor."""
         if epoch % SAMPLE_BLOCK == 0:
             self._draw(epoch, min(SAMPLE_BLOCK, self.epochs - epoch))
         row = epoch % SAMPLE_BLOCK

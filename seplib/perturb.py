@@ -121,10 +121,11 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     ends = _labels(field, x0 + reach * u, attractors, T)       # which directions flip within reach
     used = len(u) + 1
-    u = u[(ends >= 0) & (ends != own)]
+    flipped = (ends >= 0) & (ends != own)
+    u = u[flipped]
     if len(u) == 0:
         return None, used
-    a, b = attractors[own], attractors[ends[(ends >= 0) & (ends != own)][0]]
+    a, b = attractors[own], attractors[ends[flipped][0]]
     s = bisect(field, lambda s: x0 + reach * s[:, None] * u, a, b, len(u), T, n_iter)
     used += n_iter * len(u)
     delta = reach * s[:, None] * u

@@ -153,10 +153,9 @@ def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None,
     A plane through both attractors and the saddle shows all three.
     """
     to_space, to_plane, (eu, ev) = plane(origin, u, v)
-    dev = lambda x: x.to(next(kef.net.parameters()).device) if hasattr(kef, "net") else x  # noqa: E731
 
-    def psi(st):
-        return kef(dev(to_space(st))).cpu()
+    def psi(st):   # a KEF computes on its network's device and returns on the input's
+        return kef(to_space(st)).cpu()
 
     def flow(st):
         F = as_field(field)(to_space(st))
