@@ -432,10 +432,10 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     probe samples at the end issues a RuntimeWarning: it found no separatrix. So does a training
     that ran all its epochs without the rule being met, with the figures the rule last saw.
 
-    ``attractors`` (two points, ``[2, dim]``: ``sampling_region`` passes them) adds the anchor
-    (``anchor_loss``, weighted by ``anchor_weight``): psi one sign near each attractor, the
-    other near the other, on samples of the smallest scale around each. In many dimensions it is
-    what keeps zero sets out of the basins.
+    ``attractors`` (two points, ``[2, dim]``) adds the anchor (``anchor_loss``, weighted by
+    ``anchor_weight``): psi one sign near each attractor, the other near the other, on samples
+    of the smallest scale around each. It rules out zero sets inside a basin in principle; how
+    much it helps in practice is in benchmarks/RESULTS.md (section 4).
 
     The returned psi has the running average of the weights, not the last step's. ``model`` is
     any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``). ``callback(epoch,

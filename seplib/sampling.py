@@ -5,7 +5,7 @@ import math
 import torch
 
 from ._guards import as_field
-from .flow import integrate, separatrix_point
+from .flow import expansion_rate, integrate, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
 DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
@@ -52,15 +52,27 @@ class MultiscaleGaussian:
         return x.to(dtype=dtype, device=device)
 
 
-def sampling_region(field, a, b, T=60.0):
-    """Where to sample for the separatrix between attractors ``a`` and ``b``, in any dimension:
-    a dict of ``fit_kef`` keyword arguments. The Gaussians are centred on the separatrix point on
-    the segment from a to b (bisection on the ODE) with covariance |b - a|^2 / d times the
-    identity, so that the scale-1 cloud's radius is about the attractors' distance whatever d is.
+def sampling_region(field, a, b, rhs="standard", T=60.0):
+    """How to train psi for the separatrix between attractors ``a`` and ``b``, in any dimension:
+    a dict of ``fit_kef`` keyword arguments.
 
         a, b = sl.find_attractors(field, dim)
-        kef = sl.fit_kef(field, dim, **sl.sampling_region(field, a, b))
+        kef = sl.fit_kef(field, dim, **sl.sampling_region(field, a, b, rhs="squashed"))
+
+    - Where: Gaussians centred on the separatrix point of the segment from a to b (bisection on
+      the ODE), with covariance |b - a|^2 (I / d + e e^T), e the unit vector from a to b. The
+      first term puts the scale-1 cloud at about |b - a| from the centre whatever d is; the
+      second spreads it along the segment. Without it almost every sample of a curved
+      separatrix's region lies in one basin in many dimensions (a random direction is nearly
+      orthogonal to b - a), and psi's sign there follows no basin.
+    - How: no trajectory pairs (``flow_time=None``: in many dimensions they pull psi's zero set
+      off the separatrix), 10000 epochs with no early stop, and for the squashed objective
+      lambda = the flow's expansion rate over the samples (the saddle's unstable rate); the
+      standard objective keeps ``fit_kef``'s automatic eigenvalue.
+    The figures behind these choices are in benchmarks/RESULTS.md (section 4).
     """
+    if rhs not in ("standard", "squashed"):
+        raise ValueError(f"rhs must be 'standard' or 'squashed', got {rhs!r}")
     a = torch.as_tensor(a, dtype=torch.float32).flatten()
     b = torch.as_tensor(b, dtype=a.dtype).flatten()
     if a.shape != b.shape or not (torch.isfinite(a).all() and torch.isfinite(b).all()):
@@ -70,7 +82,14 @@ def sampling_region(field, a, b, T=60.0):
     if not distance > 0:
         raise ValueError("a and b are the same point: give two distinct attractors")
     d = len(a)
-    return {"mean": separatrix_point(field, a, b, T), "cov": (distance**2 / d) * torch.eye(d)}
+    e = (b - a) / distance
+    mean = separatrix_point(field, a, b, T)
+    cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
+    region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": None, "epochs": 10000, "tol": None}
+    if rhs == "squashed":
+        x = MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov).sample(256, torch.Generator().manual_seed(1))
+        region["eigenvalue"] = expansion_rate(as_field(field, d), x.reshape(-1, d))
+    return region
 
 
 def trajectory_pairs(field, x0, longest, n_times=8):
