@@ -2,8 +2,8 @@
 
     .venv/bin/python benchmarks/perturbation.py [--dim 8] [--curvature 0.5] [--rhs squashed] [--states 10]
 
-On ``bistable_nd(dim, curvature=...)``: trains psi with ``sampling_region`` and the attractors'
-anchor, then from ``states`` states near attractor a prints, for each, the norm of psi's
+On ``bistable_nd(dim, curvature=...)``: trains psi with ``sampling_region``, then from
+``states`` states near attractor a prints, for each, the norm of psi's
 smallest flip, the exact minimum (the same solver on the exact separatrix function
 ``separatrix_value``), the gap, whether simulation confirms the flip (``flips``), the best flip
 of brute force by simulation (256 random directions and the straight line to the other
@@ -29,10 +29,9 @@ def main():
     torch.set_num_threads(2)
     system = sl.bistable_nd(args.dim, curvature=args.curvature)
     a, b = (torch.tensor(p) for p in system.attractors)
-    region = sl.sampling_region(system, a, b)
     t = time.perf_counter()
-    kef = sl.fit_kef(system, args.dim, rhs=args.rhs, attractors=torch.stack((a, b)), progress=False,
-                     device="cpu", **region)
+    kef = sl.fit_kef(system, args.dim, progress=False, device="cpu",
+                     **sl.sampling_region(system, a, b, rhs=args.rhs))
     print(f"bistable_nd({args.dim}, curvature {args.curvature}), {args.rhs}: psi trained in "
           f"{time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
     gen = torch.Generator().manual_seed(1)

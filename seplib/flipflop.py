@@ -45,7 +45,7 @@ def describe(model, speed, dt):
     """Attractors, separatrix point and saddle (with its eigenvalues) of the network's field."""
     field = gru_vector_field(model, speed=speed, dt=dt)
     n = model.rnn.hidden_size
-    attractors = find_attractors(field, n, spread=n**0.5)  # N(0, I): hidden states within +-1
+    attractors = find_attractors(field, n, spread=n**0.5)  # starts up to norm sqrt(n): states in +-1
     card = {"attractors": attractors.tolist()}
     if len(attractors) == 2:
         point = separatrix_point(field, attractors[0], attractors[1])

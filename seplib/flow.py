@@ -19,15 +19,21 @@ def final_state(field, x0, T):
 
 
 def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e-2, dtype=torch.float32):
-    """Attractors of ``field``: integrate ``n_starts`` random starts from N(0, spread^2 / dim I)
-    (their norms are about ``spread`` in any dimension) for time ``T``, keep the end points where
-    the flow has stopped, merge those closer than ``tol``.
+    """Attractors of ``field``: integrate ``n_starts`` random starts for time ``T``, keep the end
+    points where the flow has stopped, merge those closer than ``10 tol``.
+
+    The starts point in random directions with norms log-uniform from ``spread / 100`` to
+    ``spread``, in any dimension. The small ones matter in many dimensions: a random direction is
+    nearly orthogonal to the one that separates the basins, so starts of norm ``spread`` can all
+    lie on one side of a curved separatrix, while starts near the saddle fall on both.
 
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
     """
     field = as_field(field, dim)
     gen = torch.Generator().manual_seed(seed)
-    x0 = spread / dim**0.5 * torch.randn(n_starts, dim, generator=gen, dtype=dtype)
+    direction = torch.randn(n_starts, dim, generator=gen, dtype=dtype)
+    norm = spread * 100 ** -torch.rand(n_starts, 1, generator=gen, dtype=dtype)
+    x0 = norm * direction / direction.norm(dim=-1, keepdim=True)
     ends = final_state(field, x0, T)
     with torch.no_grad():
         speed = field(ends).norm(dim=-1)

@@ -10,6 +10,16 @@ def test_attractors_of_the_analytic_systems(system):
     torch.testing.assert_close(found, torch.tensor(system.attractors), atol=1e-3, rtol=0)
 
 
+@pytest.mark.parametrize("dim", [8, 128])
+def test_attractors_of_a_curved_separatrix_in_many_dimensions(dim):
+    # starts of norm 2 all lie on one side of bistable_nd's bent separatrix at d = 128
+    system = sl.bistable_nd(dim, seed=1)
+    found = sl.find_attractors(system, dim)
+    expected = torch.tensor(system.attractors)
+    assert len(found) == 2
+    assert torch.cdist(found, expected).min(dim=0).values.max() < 1e-2
+
+
 def test_attractors_come_in_the_same_order_every_time():
     a = sl.find_attractors(sl.duffing(), 2, n_starts=64, seed=1)
     b = sl.find_attractors(sl.duffing(), 2, n_starts=64, seed=2)

@@ -69,12 +69,24 @@ def test_trajectory_pairs_name_a_field_that_fails():
         trajectory_pairs(lambda x: -x, x0, 0.0)
 
 
-def test_sampling_region_centres_on_the_separatrix_and_scales_with_the_distance():
+def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment():
     system = sl.bistable_nd(8, seed=2)
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
-    assert set(region) == {"mean", "cov"}
+    assert set(region) == {"mean", "cov", "rhs", "flow_time", "epochs", "tol"}
+    assert region["rhs"] == "standard" and region["flow_time"] is None
     assert abs(system.separatrix_value(region["mean"])) < 1e-4   # on the separatrix
-    torch.testing.assert_close(region["cov"], (b - a).norm() ** 2 / 8 * torch.eye(8))
+    e = (b - a) / (b - a).norm()
+    expected = (b - a).norm() ** 2 * (torch.eye(8) / 8 + torch.outer(e, e))
+    torch.testing.assert_close(region["cov"], expected)
+    # the squashed objective's eigenvalue is the saddle's unstable rate (1 for bistable_nd)
+    squashed = sl.sampling_region(system, a, b, rhs="squashed")
+    assert squashed["rhs"] == "squashed" and 0.9 < squashed["eigenvalue"] < 1.1
+    # a curved separatrix: the samples must land in both basins at every scale
+    x = sl.MultiscaleGaussian(8, mean=region["mean"], cov=region["cov"]).sample(1000, torch.Generator().manual_seed(0))
+    side = (system.separatrix_value(x) > 0).float().mean(dim=1)
+    assert ((side > 0.2) & (side < 0.8)).all(), side
     with pytest.raises(ValueError, match="same point"):
         sl.sampling_region(system, a, a)
+    with pytest.raises(ValueError, match="rhs must be 'standard' or 'squashed'"):
+        sl.sampling_region(system, a, b, rhs="cubic")
