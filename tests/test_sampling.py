@@ -90,3 +90,19 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
         sl.sampling_region(system, a, a)
     with pytest.raises(ValueError, match="rhs must be 'standard' or 'squashed'"):
         sl.sampling_region(system, a, b, rhs="cubic")
+
+
+def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss():
+    # bistable_nd(8): curved separatrix, exact labels. Isotropic Gaussians put almost all their
+    # samples in one basin and psi's sign follows no basin; sampling_region spreads them along
+    # the segment between the attractors.
+    system = sl.bistable_nd(8, seed=1)
+    a, b = sl.find_attractors(system, 8)
+    x = sl.segment_clouds(a, b, 2000)
+    exact = (system.separatrix_value(x) > 0).long()
+    region = sl.sampling_region(system, a, b, rhs="squashed") | {"epochs": 2000}
+    kef = sl.fit_kef(system, 8, progress=False, device="cpu", **region)
+    assert sl.basin_agreement(kef, x, exact) >= 0.99
+    isotropic = sl.fit_kef(system, 8, rhs="squashed", mean=region["mean"], epochs=2000,
+                           cov=(b - a).norm() ** 2 / 8 * torch.eye(8), progress=False, device="cpu")
+    assert sl.basin_agreement(isotropic, x, exact) < 0.9
