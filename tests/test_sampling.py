@@ -73,7 +73,7 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     system = sl.bistable_nd(8, seed=2)
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
-    assert set(region) == {"mean", "cov", "rhs", "flow_time", "epochs", "tol"}
+    assert set(region) == {"mean", "cov", "rhs", "flow_time", "epochs", "tol", "lr"}
     assert region["rhs"] == "standard" and region["flow_time"] is None
     assert abs(system.separatrix_value(region["mean"])) < 1e-4   # on the separatrix
     e = (b - a) / (b - a).norm()
