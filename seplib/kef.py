@@ -22,8 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _fast
 from ._guards import as_field, finite_or_raise
-from .flow import expansion_rate
-from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends
+from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
 # distance^(lambda / mu): a ratio near 1 leaves psi's sign to tiny values far out, one near 0
@@ -256,14 +255,8 @@ def _check_model(net, dim, device):
 
 def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
     """lambda = AUTO_EIGENVALUE_RATIO * mu, with mu the flow's expansion rate over 256 points of
-    each of the sampler's scales."""
-    x = sampler.sample(256, torch.Generator().manual_seed(seed + 1), device=device)
-    mu = expansion_rate(field, x.reshape(-1, sampler.dim))
-    if not mu > 0:
-        raise ValueError(f"the field pulls no nearby states apart in the sampled region (expansion "
-                         f"rate {mu:.3g}): there is no saddle there, so no separatrix to find. Move or "
-                         "widen the samples (mean, cov, scales), or pass eigenvalue= yourself")
-    return AUTO_EIGENVALUE_RATIO * mu
+    each of the sampler's scales (``sampled_expansion_rate``)."""
+    return AUTO_EIGENVALUE_RATIO * sampled_expansion_rate(field, sampler, seed, device)
 
 
 class _Batches:

@@ -52,6 +52,19 @@ class MultiscaleGaussian:
         return x.to(dtype=dtype, device=device)
 
 
+def sampled_expansion_rate(field, sampler, seed=0, device="cpu"):
+    """The flow's expansion rate (``expansion_rate``) over 256 points of each of the sampler's
+    scales: near a saddle, its unstable rate. Raises ValueError where no state is pulled apart
+    (no saddle in the sampled region)."""
+    x = sampler.sample(256, torch.Generator().manual_seed(seed + 1), device=device)
+    mu = expansion_rate(field, x.reshape(-1, sampler.dim))
+    if not mu > 0:
+        raise ValueError(f"the field pulls no nearby states apart in the sampled region (expansion "
+                         f"rate {mu:.3g}): there is no saddle there, so no separatrix to find. Move or "
+                         "widen the samples (mean, cov, scales), or pass eigenvalue= yourself")
+    return mu
+
+
 def sampling_region(field, a, b, rhs="standard", T=60.0):
     """How to train psi for the separatrix between attractors ``a`` and ``b``, in any dimension:
     a dict of ``fit_kef`` keyword arguments.
@@ -90,8 +103,7 @@ def sampling_region(field, a, b, rhs="standard", T=60.0):
     region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": None, "epochs": 10000, "tol": None,
               "lr": 1e-2}
     if rhs == "squashed":
-        x = MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov).sample(256, torch.Generator().manual_seed(1))
-        region["eigenvalue"] = expansion_rate(as_field(field, d), x.reshape(-1, d))
+        region["eigenvalue"] = sampled_expansion_rate(field, MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov))
     return region
 
 
