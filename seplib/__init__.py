@@ -11,8 +11,9 @@ The public card (the names a chapter needs, importable from ``seplib``):
     flow      integrate, find_attractors, separatrix_point, find_saddle, basin_labels,
               expansion_rate, jacobian
     validate  basin_agreement, separatrix_error, validate_kef, grid, segment_clouds
-    perturb   smallest_flip (nearest point of psi = 0, optionally masked), flips (checked by
-              simulation), brute_force_flip (bisection along directions, by simulation)
+    perturb   smallest_flip (nearest point of psi = 0, optionally masked), flips and
+              flip_verdict (checked by simulation), brute_force_flip (bisection along
+              directions, by simulation)
 
 Figures and sliders are imported from their modules:
 
@@ -26,7 +27,7 @@ field returns, what reaches torch.linalg).
 from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, integrate, jacobian,
                    separatrix_point)
 from .kef import KEF, default_device, fit_kef
-from .perturb import brute_force_flip, flips, smallest_flip
+from .perturb import brute_force_flip, flip_verdict, flips, smallest_flip
 from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru
 from .sampling import MultiscaleGaussian, sampling_region, trajectory_pairs
 from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, bistable_nd, curved_bistable,

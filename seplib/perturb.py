@@ -83,18 +83,37 @@ def _labels(field, x, attractors, T):
     return labels
 
 
-def flips(field, x0, delta, attractors, margin=0.02, T=60.0):
-    """Does ``delta`` flip x0's basin, checked by simulation? True when x0 + (1 + margin) delta
-    ends at the other attractor and x0 + (1 - margin) delta at x0's own: delta reaches just
-    across the separatrix, not short of it nor far past it."""
+def _in_a_basin(own):
+    """x0's label, or ValueError if x0 settled nowhere."""
+    if own < 0:
+        raise ValueError("x0 itself reaches no attractor within T: give a state inside a basin, or raise T")
+    return own
+
+
+def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0):
+    """How ``delta`` does, checked by simulation: ``"flips"`` when x0 + (1 + margin) delta ends
+    at the other attractor and x0 + (1 - margin) delta at x0's own (it reaches just across the
+    separatrix); ``"short"`` when x0 + (1 + margin) delta stays in x0's basin; ``"past"`` when
+    x0 + (1 - margin) delta has already left it (a shorter push along delta flips too);
+    ``"unsettled"`` when x0 + (1 + margin) delta reaches no attractor within T."""
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
     x0, delta = torch.as_tensor(x0, dtype=torch.float32), torch.as_tensor(delta, dtype=torch.float32)
     own, short, past = _labels(field, torch.stack((x0, x0 + (1 - margin) * delta, x0 + (1 + margin) * delta)),
                                attractors, T).tolist()
-    if own < 0:
-        raise ValueError("x0 itself reaches no attractor within T: give a state inside a basin, or raise T")
-    return short == own and past >= 0 and past != own
+    _in_a_basin(own)
+    if past == own:
+        return "short"
+    if short != own:
+        return "past"
+    return "flips" if past >= 0 else "unsettled"
+
+
+def flips(field, x0, delta, attractors, margin=0.02, T=60.0):
+    """Does ``delta`` flip x0's basin, just across the separatrix? ``flip_verdict(...) ==
+    "flips"``: checked by simulation, x0 + (1 + margin) delta ends at the other attractor and
+    x0 + (1 - margin) delta at x0's own."""
+    return flip_verdict(field, x0, delta, attractors, margin, T) == "flips"
 
 
 def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=None, T=60.0, n_iter=20,
@@ -109,9 +128,7 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
     x0, m = _check_state(x0, attractors.shape[-1], mask)
-    own = _labels(field, x0[None], attractors, T).item()
-    if own < 0:
-        raise ValueError("x0 itself reaches no attractor within T: give a state inside a basin, or raise T")
+    own = _in_a_basin(_labels(field, x0[None], attractors, T).item())
     other = attractors[1 - own] if len(attractors) == 2 else None
     reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
     gen = torch.Generator().manual_seed(seed)

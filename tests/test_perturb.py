@@ -50,6 +50,9 @@ def test_a_trained_kefs_flip_is_checked_by_simulation_and_beats_brute_force():
     delta = smallest_flip(kef, x0)
     assert abs(delta.norm() - 0.6) < 0.02 and flips(system, x0, delta, attractors)
     assert not flips(system, x0, 0.9 * delta, attractors)     # short of the separatrix
+    assert sl.flip_verdict(system, x0, 0.9 * delta, attractors) == "short"
+    assert sl.flip_verdict(system, x0, 1.5 * delta, attractors) == "past"
+    assert sl.flip_verdict(system, x0, delta, attractors) == "flips"
     best, n = brute_force_flip(system, x0, attractors, n_directions=32)
     assert n > 32 and best.norm() >= 0.6 - 1e-3 and flips(system, x0, best, attractors)
     assert delta.norm() <= best.norm() + 0.02
