@@ -8,8 +8,8 @@ The public card (the names a chapter needs, importable from ``seplib``):
     sampling  MultiscaleGaussian, sampling_region (where to sample, any dimension), trajectory_pairs
     kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .loss_history_, .fit_seconds_),
               KEF, default_device
-    flow      integrate, find_attractors, separatrix_point, find_saddle, basin_labels,
-              expansion_rate, jacobian
+    flow      integrate, find_attractors, separatrix_point, find_saddle, saddle_normal,
+              basin_labels, expansion_rate, jacobian
     validate  basin_agreement, separatrix_error, validate_kef, grid, segment_clouds
     perturb   smallest_flip (nearest point of psi = 0, optionally masked), flips and
               flip_verdict (checked by simulation), brute_force_flip (bisection along
@@ -25,7 +25,7 @@ Machinery a chapter does not call: ``_fast`` (CPU kernels for fit_kef), ``_guard
 field returns, what reaches torch.linalg).
 """
 from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, integrate, jacobian,
-                   separatrix_point)
+                   saddle_normal, separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .perturb import brute_force_flip, flip_verdict, flips, smallest_flip
 from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru

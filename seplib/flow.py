@@ -228,6 +228,20 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
     return x.detach(), torch.linalg.eigvals(J)
 
 
+def saddle_normal(field, saddle):
+    """The linearisation's separatrix at a saddle with one unstable direction: ``(rate, w)``,
+    the unstable eigenvalue's real part and the unit left eigenvector of the Jacobian for it.
+    Near the saddle the separatrix is the hyperplane through it normal to w."""
+    x = torch.as_tensor(saddle).detach().reshape(1, -1)
+    J = jacobian(field, x)[0].double()
+    finite_or_raise(J, "the field's Jacobian at the saddle", "torch.linalg.eig (in saddle_normal) was not "
+                    "called", _CHECK_NEAR, points=x)
+    values, vectors = torch.linalg.eig(J.T)   # the eigenvectors of J^T are J's left eigenvectors
+    k = values.real.argmax()
+    w = vectors[:, k].real
+    return values[k].real.item(), (w / w.norm()).to(x.dtype)
+
+
 def expansion_rate(field, x, q=0.99):
     """How fast the flow pulls nearby states apart around the points ``x`` (``[N, d]``): the
     ``q``-quantile over x of the largest real part of the eigenvalues of the Jacobian df/dx.

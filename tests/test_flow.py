@@ -55,3 +55,22 @@ def test_basin_labels_leave_out_points_within_margin_of_the_separatrix():
     assert sl.basin_labels(system, x, attractors, margin=0).tolist() == [1, 0, 1, 0]
     assert sl.basin_labels(system, x, attractors).tolist() == [-1, -1, 1, 0]
     assert sl.basin_labels(system, x, attractors, margin=0.02).tolist() == [-1, -1, -1, -1]
+
+
+def test_saddle_normal_is_the_separatrix_normal_at_the_saddle():
+    # bistable_nd's separatrix z_0 = c(z) is flat at the saddle 0: its normal is the first
+    # column of the rotation, attractors[1] itself
+    system = sl.bistable_nd(8, seed=3)
+    rate, w = sl.saddle_normal(system, torch.zeros(8))
+    assert abs(rate - 1.0) < 1e-4
+    assert abs(abs(w @ torch.tensor(system.attractors[1])) - 1) < 1e-5
+    # the Duffing saddle: unstable rate (sqrt(5) - 1) / 2, w orthogonal to the stable direction
+    rate, w = sl.saddle_normal(sl.duffing(), [0.0, 0.0])
+    assert abs(rate - (5**0.5 - 1) / 2) < 1e-5
+    stable = torch.tensor([1.0, (-1 - 5**0.5) / 2])   # J = [[0, 1], [1, -1]]: J v = s v
+    assert abs(w @ stable) < 1e-5
+
+
+def test_saddle_normal_refuses_a_nan_jacobian():
+    with pytest.raises(FloatingPointError, match="saddle_normal"):
+        sl.saddle_normal(lambda x: x * float("nan"), [0.0, 0.0])
