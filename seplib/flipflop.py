@@ -1,6 +1,7 @@
 """Train the book's flip-flop GRU and write its checkpoint and JSON card.
 
     python -m seplib.flipflop --hidden 2 --seed 0 --out rnn_params/flipflop_gru_2d/
+    python -m seplib.flipflop --hidden 64 --seed 0 --out rnn_params/flipflop_gru_64d/
 
 Deterministic for a seed on CPU. The card records the task, the training, the error on fresh
 trials, and the attractors and saddle of the field f(h) = speed * (G(0, h) - h) / dt.
@@ -45,8 +46,11 @@ def describe(model, speed, dt):
     """Attractors, separatrix point and saddle (with its eigenvalues) of the network's field."""
     field = gru_vector_field(model, speed=speed, dt=dt)
     n = model.rnn.hidden_size
-    attractors = find_attractors(field, n, spread=n**0.5)  # starts up to norm sqrt(n): states in +-1
-    card = {"attractors": attractors.tolist()}
+    # Starts up to norm sqrt(n) (states in +-1). In many units a memory is a slow manifold whose
+    # ends lie a few tenths apart: merged within 0.1 sqrt(n), far below the distance between memories.
+    merge = 0.1 * n**0.5
+    attractors = find_attractors(field, n, spread=n**0.5, merge=merge)
+    card = {"attractors": attractors.tolist(), "attractor_merge_radius": merge}
     if len(attractors) == 2:
         point = separatrix_point(field, attractors[0], attractors[1])
         saddle, eig = find_saddle(field, point, attractors[0], attractors[1])

@@ -18,9 +18,14 @@ def final_state(field, x0, T):
     return integrate(field, x0, [0.0, float(T)])[-1]
 
 
-def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e-2, dtype=torch.float32):
+def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e-2, merge=None,
+                    dtype=torch.float32):
     """Attractors of ``field``: integrate ``n_starts`` random starts for time ``T``, keep the end
-    points where the flow has stopped, merge those closer than ``10 tol``.
+    points where the flow has stopped, merge those closer than ``merge`` (default ``10 tol``).
+
+    A trained network's memories can be slow manifolds rather than points: the ends stop
+    anywhere along them, a few tenths apart. A ``merge`` radius well below the distance between
+    the memories keeps one end per memory.
 
     The starts point in random directions with norms log-uniform from ``spread / 100`` to
     ``spread``, in any dimension. The small ones matter in many dimensions: a random direction is
@@ -30,6 +35,9 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
     """
     field = as_field(field, dim)
+    merge = 10 * tol if merge is None else merge
+    if not merge > 0:
+        raise ValueError(f"merge must be a positive distance, got {merge}")
     gen = torch.Generator().manual_seed(seed)
     direction = torch.randn(n_starts, dim, generator=gen, dtype=dtype)
     norm = spread * 100 ** -torch.rand(n_starts, 1, generator=gen, dtype=dtype)
@@ -43,7 +51,7 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     centres, counts = [], []
     for p in ends:
         for i, c in enumerate(centres):
-            if (p - c).norm() < 10 * tol:
+            if (p - c).norm() < merge:
                 counts[i] += 1
                 break
         else:
@@ -55,15 +63,22 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     return torch.stack(centres)
 
 
-def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12):
+def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12, relative_tol=None):
     """Integrate each point of ``x`` (``[N, d]``) until it comes within ``tol`` of an attractor,
     for at most time ``T``. Returns ``(labels [N], end states [N, d])``: the index of the
     attractor reached, or -1 for a point that has not settled by ``T``.
+
+    ``relative_tol`` (for memories on slow manifolds, where a trajectory stops somewhere along
+    the manifold and never within ``tol`` of the point that stands for it): a point also counts
+    as settled once it is within ``relative_tol`` times its distance to every other attractor.
 
     Time advances in ``chunks`` steps, and only the points still moving are integrated further:
     most points settle early, so the stiff or slow few do not set the pace for all.
     """
     attractors = torch.as_tensor(attractors, dtype=x.dtype, device=x.device)
+    if relative_tol is not None and not 0 < relative_tol < 1:
+        raise ValueError(f"relative_tol must lie in (0, 1), got {relative_tol}: 0.5 labels a point once it "
+                         "is twice as far from every other attractor as from its own")
     labels = torch.full(x.shape[:1], -1, dtype=torch.long, device=x.device)
     state = x.clone()
     active = torch.arange(len(x), device=x.device)
@@ -71,14 +86,18 @@ def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12):
         if len(active) == 0:
             break
         state[active] = final_state(field, state[active], T / chunks)
-        best, index = torch.cdist(state[active], attractors).min(dim=-1)
+        dist = torch.cdist(state[active], attractors)
+        best, index = dist.min(dim=-1)
         done = best < tol
+        if relative_tol is not None and len(attractors) > 1:
+            second = dist.topk(2, dim=-1, largest=False).values[:, 1]
+            done |= best < relative_tol * second
         labels[active[done]] = index[done]
         active = active[~done]
     return labels, state
 
 
-def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3):
+def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3, relative_tol=None):
     """Index of the attractor that each point of ``x`` (``[..., d]``) reaches within time ``T``.
 
     A point is labelled -1, not guessed, when its end state is farther than ``tol`` from every
@@ -87,17 +106,19 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3):
     the attractor it reaches: it lies on the separatrix to within ``margin`` along that line.
     Without that check a grid column that lies exactly on a separatrix (x = 0 on the 2D bistable
     system) gets whichever basin float rounding picks. The check costs 2 (k - 1) more trajectories
-    per point for k attractors, in any dimension. ``margin=0`` turns it off.
+    per point for k attractors, in any dimension. ``margin=0`` turns it off. ``relative_tol``:
+    see ``settle`` (memories on slow manifolds).
     """
     d = x.shape[-1]
     points = x.reshape(-1, d)
     attractors = torch.as_tensor(attractors, dtype=points.dtype, device=points.device)
-    labels, _ = settle(field, points, attractors, T, tol)
+    labels, _ = settle(field, points, attractors, T, tol, relative_tol=relative_tol)
     if margin > 0 and len(attractors) > 1:
         lines = attractors[1:] - attractors[0]
         lines = lines / lines.norm(dim=-1, keepdim=True)
         shifts = margin * torch.cat((lines, -lines))
-        moved, _ = settle(field, (points[None] + shifts[:, None]).reshape(-1, d), attractors, T, tol)
+        moved, _ = settle(field, (points[None] + shifts[:, None]).reshape(-1, d), attractors, T, tol,
+                          relative_tol=relative_tol)
         same = (moved.reshape(len(shifts), -1) == labels).all(dim=0)
         labels = torch.where(same, labels, torch.full_like(labels, -1))
     return labels.reshape(x.shape[:-1])

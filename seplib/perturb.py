@@ -78,8 +78,8 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     return delta[norms.argmin()].detach()
 
 
-def _labels(field, x, attractors, T):
-    labels, _ = settle(field, x, attractors, T)
+def _labels(field, x, attractors, T, relative_tol=None):
+    labels, _ = settle(field, x, attractors, T, relative_tol=relative_tol)
     return labels
 
 
@@ -90,17 +90,18 @@ def _in_a_basin(own):
     return own
 
 
-def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0):
+def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None):
     """How ``delta`` does, checked by simulation: ``"flips"`` when x0 + (1 + margin) delta ends
     at the other attractor and x0 + (1 - margin) delta at x0's own (it reaches just across the
     separatrix); ``"short"`` when x0 + (1 + margin) delta stays in x0's basin; ``"past"`` when
     x0 + (1 - margin) delta has already left it (a shorter push along delta flips too);
-    ``"unsettled"`` when x0 + (1 + margin) delta reaches no attractor within T."""
+    ``"unsettled"`` when x0 + (1 + margin) delta reaches no attractor within T. ``relative_tol``:
+    see ``settle`` (memories on slow manifolds)."""
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
     x0, delta = torch.as_tensor(x0, dtype=torch.float32), torch.as_tensor(delta, dtype=torch.float32)
     own, short, past = _labels(field, torch.stack((x0, x0 + (1 - margin) * delta, x0 + (1 + margin) * delta)),
-                               attractors, T).tolist()
+                               attractors, T, relative_tol).tolist()
     _in_a_basin(own)
     if past == own:
         return "short"
@@ -109,26 +110,26 @@ def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0):
     return "flips" if past >= 0 else "unsettled"
 
 
-def flips(field, x0, delta, attractors, margin=0.02, T=60.0):
+def flips(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None):
     """Does ``delta`` flip x0's basin, just across the separatrix? ``flip_verdict(...) ==
     "flips"``: checked by simulation, x0 + (1 + margin) delta ends at the other attractor and
     x0 + (1 - margin) delta at x0's own."""
-    return flip_verdict(field, x0, delta, attractors, margin, T) == "flips"
+    return flip_verdict(field, x0, delta, attractors, margin, T, relative_tol) == "flips"
 
 
 def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=None, T=60.0, n_iter=20,
-                     seed=0):
+                     seed=0, relative_tol=None):
     """The smallest flip that simulation alone finds: bisection on simulated trajectories along
     ``n_directions`` random directions (masked) and along the straight line to the other
     attractor, each out to ``reach`` (default: twice the distance between the attractors).
 
     Returns ``(delta, n_trajectories)``: the smallest flipping delta found (None if no direction
-    flips within reach) and how many trajectories it simulated.
+    flips within reach) and how many trajectories it simulated. ``relative_tol``: see ``settle``.
     """
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
     x0, m = _check_state(x0, attractors.shape[-1], mask)
-    own = _in_a_basin(_labels(field, x0[None], attractors, T).item())
+    own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
     other = attractors[1 - own] if len(attractors) == 2 else None
     reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
     gen = torch.Generator().manual_seed(seed)
@@ -136,7 +137,7 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     if other is not None and mask is None:
         u = torch.cat(((other - x0)[None], u))
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-    ends = _labels(field, x0 + reach * u, attractors, T)       # which directions flip within reach
+    ends = _labels(field, x0 + reach * u, attractors, T, relative_tol)   # which directions flip within reach
     used = len(u) + 1
     flipped = (ends >= 0) & (ends != own)
     u = u[flipped]

@@ -6,16 +6,17 @@ from torch import nn
 
 
 
-def _book_checkpoint():
-    """The book's GRU: inside the installed package (seplib/rnn_params, see pyproject.toml), or
-    at the root of a source checkout (rnn_params/)."""
+def _book_checkpoint(name="flipflop_gru_2d"):
+    """One of the book's networks: inside the installed package (seplib/rnn_params, see
+    pyproject.toml), or at the root of a source checkout (rnn_params/)."""
     here = Path(__file__).resolve().parent
-    candidates = [root / "rnn_params" / "flipflop_gru_2d" / "model.pt" for root in (here, here.parent)]
+    candidates = [root / "rnn_params" / name / "model.pt" for root in (here, here.parent)]
     return next((c for c in candidates if c.is_file()), candidates[-1])
 
 
 BOOK_CHECKPOINT = _book_checkpoint()
-REGENERATE = "python -m seplib.flipflop --hidden 2 --seed 0 --out rnn_params/flipflop_gru_2d/"
+BOOK_NETWORKS = {"flipflop_gru_2d": 2, "flipflop_gru_64d": 64}   # name: hidden units
+REGENERATE = "python -m seplib.flipflop --hidden {n} --seed 0 --out rnn_params/{name}/"
 GATES = {"gru": 3, "rnn": 1}  # rows of weight_hh per hidden unit
 
 
@@ -101,16 +102,25 @@ def flipflop_error(model, n_trials=500, n_steps=100, pulse_prob=0.05, seed=12345
 
 # ---- loading --------------------------------------------------------------------------------
 
-def load_flipflop_gru(path=None, device="cpu"):
+def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
     """Load a flip-flop network saved as a state_dict (``rnn.*``, ``linear.*``), raw or under
     ``"model_state_dict"``/``"state_dict"``, with ``torch.load(weights_only=True)``.
+
+    ``path=None`` loads one of the book's networks by ``name``: ``"flipflop_gru_2d"`` (chapters
+    2 and 3) or ``"flipflop_gru_64d"`` (64 units).
 
     Sizes are read from the weights. Returns the model in eval mode with gradients off. Never
     falls back to random weights: a missing or malformed file raises, saying what is wrong.
     """
-    path = Path(path) if path is not None else BOOK_CHECKPOINT
+    if path is None:
+        if name not in BOOK_NETWORKS:
+            raise ValueError(f"no book network named {name!r}: the names are {sorted(BOOK_NETWORKS)}, "
+                             "or pass path= to a checkpoint of your own")
+        path = _book_checkpoint(name)
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; the book's GRU is made by: {REGENERATE}")
+        made_by = REGENERATE.format(n=BOOK_NETWORKS.get(name, 2), name=name)
+        raise FileNotFoundError(f"no checkpoint at {path}; the book's networks are made by: {made_by}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle with code in it, a text file, a truncated file ...

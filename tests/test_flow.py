@@ -74,3 +74,26 @@ def test_saddle_normal_is_the_separatrix_normal_at_the_saddle():
 def test_saddle_normal_refuses_a_nan_jacobian():
     with pytest.raises(FloatingPointError, match="saddle_normal"):
         sl.saddle_normal(lambda x: x * float("nan"), [0.0, 0.0])
+
+
+def _memory_lines(x):
+    # bistable in x, decaying in y, neutral in z: each memory is a line of fixed points along z
+    return torch.stack((x[..., 0] - x[..., 0] ** 3, -x[..., 1], torch.zeros_like(x[..., 2])), dim=-1)
+
+
+def test_memories_on_slow_manifolds_are_merged_and_labelled():
+    ends = sl.find_attractors(_memory_lines, 3, n_starts=64, spread=0.5)
+    assert len(ends) > 2                      # the ends stop anywhere along each line
+    memories = sl.find_attractors(_memory_lines, 3, n_starts=64, spread=0.5, merge=1.5)
+    assert len(memories) == 2
+    assert memories[:, 0].sign().tolist() == [-1.0, 1.0]
+    x = torch.tensor([[0.5, 0.2, 1.0], [-0.3, -0.1, -0.8], [0.0, 0.3, 1.0]])
+    a, b = torch.tensor([-1.0, 0.0, 0.0]), torch.tensor([1.0, 0.0, 0.0])
+    # 1 and 0.8 from the nearest memory point: never within tol
+    assert sl.basin_labels(_memory_lines, x, torch.stack((a, b))).tolist() == [-1, -1, -1]
+    labels = sl.basin_labels(_memory_lines, x, torch.stack((a, b)), relative_tol=0.5)
+    assert labels.tolist() == [1, 0, -1]      # the third starts on the separatrix x = 0
+    with pytest.raises(ValueError, match="relative_tol"):
+        sl.basin_labels(_memory_lines, x, torch.stack((a, b)), relative_tol=1.5)
+    with pytest.raises(ValueError, match="merge"):
+        sl.find_attractors(_memory_lines, 3, merge=0.0)

@@ -89,6 +89,32 @@ def test_committed_checkpoint_is_bistable_and_solves_the_task():
     torch.testing.assert_close(saddle, torch.tensor(CARD["saddle"]), atol=1e-3, rtol=0)
 
 
+def test_the_64_unit_network_keeps_its_memories_on_slow_manifolds():
+    model = sl.load_flipflop_gru(name="flipflop_gru_64d")
+    card = json.loads((BOOK_CHECKPOINT.parent.parent / "flipflop_gru_64d" / "card.json").read_text())
+    assert model.rnn.hidden_size == 64 and flipflop_error(model) < card["error_threshold"]
+    field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
+    a, b = torch.tensor(card["attractors"])
+    assert len(card["saddle_eigenvalues"]) == 64
+    assert sum(re > 0 for re, _ in card["saddle_eigenvalues"]) == 1    # one unstable direction
+    x = sl.segment_clouds(a, b, n=200)
+    strict = sl.basin_labels(field, x, torch.stack((a, b)))
+    labels = sl.basin_labels(field, x, torch.stack((a, b)), relative_tol=0.5)
+    # trajectories stop along the memories' slow manifolds, rarely within tol of a or b
+    assert (strict >= 0).float().mean() < 0.2 and (labels >= 0).float().mean() > 0.95
+    # and the basin is the memory that the network reads out
+    with torch.no_grad():
+        readout = model.linear(sl.integrate(field, x, [0.0, 60.0])[-1]).squeeze(-1)
+        at_b = model.linear(b).item()
+    known = labels >= 0
+    assert torch.equal(labels[known] == 1, (readout[known] * at_b > 0))
+
+
+def test_an_unknown_book_network_is_named():
+    with pytest.raises(ValueError, match="flipflop_gru_64d"):
+        sl.load_flipflop_gru(name="flipflop_gru_3d")
+
+
 def test_training_script_is_deterministic(tmp_path):
     from seplib.flipflop import train_flipflop
     a = train_flipflop(2, seed=5, steps=30, progress=False)
@@ -114,3 +140,4 @@ def test_installed_package_ships_the_book_checkpoint(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     assert "seplib/rnn_params/flipflop_gru_2d/model.pt" in names
     assert "seplib/rnn_params/flipflop_gru_2d/card.json" in names
+    assert "seplib/rnn_params/flipflop_gru_64d/model.pt" in names
