@@ -8,6 +8,12 @@ smallest flip, the exact minimum (the same solver on the exact separatrix functi
 ``separatrix_value``), the gap, whether simulation confirms the flip (``flips``), the best flip
 of brute force by simulation (256 random directions and the straight line to the other
 attractor) with its number of trajectories, and the solver's seconds.
+
+    .venv/bin/python benchmarks/perturbation.py --gru [--rhs squashed] [--states 10]
+
+does the same on our 64-unit flip-flop GRU (rnn_params/flipflop_gru_64d) from ``states`` states
+near each memory, where no exact minimum is known: psi's flip against brute force, both checked
+by simulation (``relative_tol=0.5``: the memories are slow manifolds).
 """
 import argparse
 import time
@@ -25,8 +31,11 @@ def main():
     ap.add_argument("--rhs", default="squashed")
     ap.add_argument("--states", type=int, default=10)
     ap.add_argument("--directions", type=int, default=256)
+    ap.add_argument("--gru", action="store_true", help="the 64-unit GRU instead of bistable_nd")
     args = ap.parse_args()
     torch.set_num_threads(2)
+    if args.gru:
+        return gru(args)
     system = sl.bistable_nd(args.dim, curvature=args.curvature)
     a, b = (torch.tensor(p) for p in system.attractors)
     t = time.perf_counter()
@@ -54,6 +63,37 @@ def main():
               f"{float('nan') if best is None else best.norm():7.4f} {n:12d} {seconds:8.3f}", flush=True)
     print(f"largest |gap| {max(gaps):.2%}; flips confirmed {ok}/{len(states)}; confirmed and no larger "
           f"than brute force's on {wins}/{len(states)}")
+
+
+def gru(args):
+    model = sl.load_flipflop_gru(name="flipflop_gru_64d")
+    field = sl.gru_vector_field(model, speed=6.0)
+    a, b = sl.find_attractors(field, 64, spread=8.0, merge=0.8)
+    ab = torch.stack((a, b))
+    t = time.perf_counter()
+    kef = sl.fit_kef(field, 64, progress=False, device="cpu", **sl.sampling_region(field, a, b, rhs=args.rhs))
+    print(f"GRU-64, {args.rhs}: psi trained in {time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
+    gen = torch.Generator().manual_seed(1)
+    noise = 0.25 * (b - a).norm() * torch.randn(2, args.states, 64, generator=gen) / 64**0.5
+    states = torch.cat((a + noise[0], b + noise[1]))
+    print(f"{'state':>5s} {'memory':>6s} {'psi flip':>9s} {'verdict':>9s} {'brute':>7s} {'trajectories':>12s} "
+          f"{'solver s':>8s}")
+    ok = wins = 0
+    for i, x0 in enumerate(states):
+        t = time.perf_counter()
+        try:
+            delta = smallest_flip(kef, x0)
+        except ValueError as err:     # the solver did not reach psi = 0: a miss, reported as such
+            print(f"{i:5d} {'ab'[i >= args.states]:>6s} no zero found: {str(err)[:90]}", flush=True)
+            continue
+        seconds = time.perf_counter() - t
+        verdict = sl.flip_verdict(field, x0, delta, ab, relative_tol=0.5)
+        best, n = brute_force_flip(field, x0, ab, n_directions=args.directions, relative_tol=0.5)
+        ok += verdict == "flips"
+        wins += verdict == "flips" and best is not None and delta.norm() <= best.norm()
+        print(f"{i:5d} {'ab'[i >= args.states]:>6s} {delta.norm():9.4f} {verdict:>9s} "
+              f"{float('nan') if best is None else best.norm():7.4f} {n:12d} {seconds:8.3f}", flush=True)
+    print(f"flips confirmed {ok}/{len(states)}; confirmed and no larger than brute force's on {wins}/{len(states)}")
 
 
 if __name__ == "__main__":

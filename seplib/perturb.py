@@ -46,7 +46,8 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     to the gradient, the condition for the nearest point. It runs from ``starts`` starting deltas
     at once: 0 (the linearisation at x0) and random directions at about the linear distance
     |psi| / |grad psi| (half to twice it), and returns the smallest delta that reached psi = 0
-    (|psi| below ``tol`` times psi's scale at x0), so a far local solution does not win.
+    (|psi| below ``tol`` times psi's scale at x0), so a far local solution does not win. Starts
+    that have not converged after ``steps`` steps get up to two more rounds with smaller damping.
 
     ``mask`` (bool, length d) limits delta to the coordinates where it is True. Raises ValueError
     when no start reaches psi = 0 (psi has no zero near x0 in the allowed directions).
@@ -62,16 +63,21 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     radius = reach * 2 ** (2 * torch.rand(starts - 1, 1, generator=gen) - 1)
     delta = torch.cat((torch.zeros(1, len(x0)), radius * u))
-    for _ in range(steps):
-        psi, g = _psi_and_grad(kef, x0 + delta)
-        g = g * m
-        norm2 = (g * g).sum(-1).clamp_min(1e-24)
-        target = ((g * delta).sum(-1) - psi)[:, None] * g / norm2[:, None]
-        delta = delta + damping * (target - delta)
-    psi, _ = _psi_and_grad(kef, x0 + delta)
-    ok = psi.abs() <= tol * scale + 1e-7
+    # Where psi saturates (the squashed objective) the damped jumps can cycle instead of
+    # converging; each retry runs the starts again with 0.4 x the damping (those at psi = 0 stay).
+    for rate in (damping, 0.4 * damping, 0.16 * damping):
+        for _ in range(steps):
+            psi, g = _psi_and_grad(kef, x0 + delta)
+            g = g * m
+            norm2 = (g * g).sum(-1).clamp_min(1e-24)
+            target = ((g * delta).sum(-1) - psi)[:, None] * g / norm2[:, None]
+            delta = delta + rate * (target - delta)
+        psi, _ = _psi_and_grad(kef, x0 + delta)
+        ok = psi.abs() <= tol * scale + 1e-7
+        if ok.all():
+            break
     if not ok.any():
-        raise ValueError(f"psi has no zero near x0 in the allowed directions: after {steps} steps from "
+        raise ValueError(f"psi has no zero near x0 in the allowed directions: after 3 x {steps} steps from "
                          f"{starts} starts |psi| is at least {psi.abs().min():.3g} (psi(x0) = {psi0.item():.3g}); "
                          "check that x0 is in a basin psi separates, widen the mask, or raise steps")
     norms = torch.where(ok, delta.norm(dim=-1), torch.full_like(psi, float("inf")))
