@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 
@@ -56,3 +58,13 @@ def test_a_trained_kefs_flip_is_checked_by_simulation_and_beats_brute_force():
     best, n = brute_force_flip(system, x0, attractors, n_directions=32)
     assert n > 32 and best.norm() >= 0.6 - 1e-3 and flips(system, x0, best, attractors)
     assert delta.norm() <= best.norm() + 0.02
+
+
+def test_steps_that_cycle_where_psi_saturates_are_retried_with_less_damping():
+    # a squashed-like psi: from deep in the flat region every start's damped steps (0.5) cycle
+    def psi(x):
+        return torch.tanh(3 * x[..., 0]) - 0.5
+
+    delta = sl.smallest_flip(psi, torch.tensor([-1.5, 0.3]))
+    expected = torch.tensor([1.5 + math.atanh(0.5) / 3, 0.0])
+    torch.testing.assert_close(delta, expected, atol=1e-4, rtol=0)
