@@ -4,7 +4,7 @@ The public card (the names a chapter needs, importable from ``seplib``):
 
     systems   System, bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
               bistable_nd (d dimensions, separatrix known exactly), analytic_kef_1d
-    rnn       FlipFlopRNN, load_flipflop_gru, gru_vector_field
+    rnn       FlipFlopRNN, load_flipflop_gru, book_card, gru_vector_field
     sampling  MultiscaleGaussian, sampling_region (where to sample, any dimension), trajectory_pairs
     kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .loss_history_, .fit_seconds_),
               KEF, default_device
@@ -28,7 +28,7 @@ from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, i
                    saddle_normal, separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .perturb import brute_force_flip, flip_verdict, flips, smallest_flip
-from .rnn import FlipFlopRNN, gru_vector_field, load_flipflop_gru
+from .rnn import FlipFlopRNN, book_card, gru_vector_field, load_flipflop_gru
 from .sampling import MultiscaleGaussian, sampling_region, trajectory_pairs
 from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, bistable_nd, curved_bistable,
                       duffing, mutual_inhibition)

@@ -142,7 +142,7 @@ def plane(origin, u, v):
 
 def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None, truth=None,
               attractors=None, saddle=None, n=121, n_truth=41, title="KEF on a plane",
-              labels=("$s$", "$t$")):
+              labels=("$s$", "$t$"), relative_tol=None):
     """psi's level sets on the plane origin + s u + t v through a d-dimensional state space, with
     the flow projected onto the plane (its u and v components) and the true separatrix there.
 
@@ -150,7 +150,8 @@ def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None,
     ``System.separatrix_value``: drawn as a line), ``"integrate"`` (basins by integration on an
     ``n_truth`` x ``n_truth`` grid of the plane, boundary drawn as a line: n_truth^2 trajectories),
     or None. ``attractors`` and ``saddle`` (points in d dimensions) are drawn where they project.
-    A plane through both attractors and the saddle shows all three.
+    A plane through both attractors and the saddle shows all three. ``relative_tol`` goes to
+    ``basin_labels`` with ``truth="integrate"`` (memories on slow manifolds).
     """
     to_space, to_plane, (eu, ev) = plane(origin, u, v)
 
@@ -171,7 +172,8 @@ def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None,
         if attractors is None:
             raise ValueError("truth='integrate' needs the attractors, to label the basins")
         X, Y, pts = grid(lo, hi, n_truth)
-        found = basin_labels(field, to_space(pts), torch.as_tensor(attractors, dtype=torch.float32))
+        found = basin_labels(field, to_space(pts), torch.as_tensor(attractors, dtype=torch.float32),
+                             relative_tol=relative_tol)
         L = found.reshape(X.shape).float().numpy()
         L[L < 0] = np.nan   # on the separatrix or not settled: left out of the contour
         ax.contour(X.numpy(), Y.numpy(), L, levels=[0.5], colors="k", linewidths=1.5)

@@ -1,4 +1,5 @@
 """The flip-flop network: its task, its continuous-time field, and a safe checkpoint loader."""
+import json
 from pathlib import Path
 
 import torch
@@ -135,6 +136,18 @@ def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
     model.load_state_dict(state)
     model.to(device).eval().requires_grad_(False)
     return model
+
+
+def book_card(name="flipflop_gru_2d"):
+    """The JSON card of one of the book's networks (task, training, error, attractors, saddle
+    and its eigenvalues, as ``python -m seplib.flipflop`` wrote them) as a dict."""
+    if name not in BOOK_NETWORKS:
+        raise ValueError(f"no book network named {name!r}: the names are {sorted(BOOK_NETWORKS)}")
+    path = _book_checkpoint(name).parent / "card.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"no card at {path}; the book's networks are made by: "
+                                + REGENERATE.format(n=BOOK_NETWORKS[name], name=name))
+    return json.loads(path.read_text())
 
 
 def _model_for(state, path):

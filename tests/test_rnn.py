@@ -141,3 +141,11 @@ def test_installed_package_ships_the_book_checkpoint(tmp_path):
     assert "seplib/rnn_params/flipflop_gru_2d/model.pt" in names
     assert "seplib/rnn_params/flipflop_gru_2d/card.json" in names
     assert "seplib/rnn_params/flipflop_gru_64d/model.pt" in names
+
+
+def test_book_card_reads_each_networks_card():
+    assert sl.book_card() == CARD
+    card = sl.book_card("flipflop_gru_64d")
+    assert card["n_hidden"] == 64 and len(card["saddle"]) == 64
+    with pytest.raises(ValueError, match="flipflop_gru_2d"):
+        sl.book_card("nope")
