@@ -24,13 +24,13 @@ def _field_on_grid(field, lo, hi, n):
     return X.numpy(), Y.numpy(), F[:, 0].reshape(X.shape).numpy(), F[:, 1].reshape(X.shape).numpy()
 
 
-def _points(ax, attractors=None, separatrix_point=None):
+def _points(ax, attractors=None, separatrix_point=None, point_label="separatrix point"):
     if attractors is not None:
         a = torch.as_tensor(attractors).cpu()
         ax.scatter(a[:, 0], a[:, 1], c="tab:green", s=60, edgecolor="k", zorder=5, label="attractors")
     if separatrix_point is not None:
         p = torch.as_tensor(separatrix_point).cpu().reshape(-1, 2)
-        ax.scatter(p[:, 0], p[:, 1], c="tab:red", s=70, edgecolor="k", zorder=5, label="separatrix point")
+        ax.scatter(p[:, 0], p[:, 1], c="tab:red", s=70, edgecolor="k", zorder=5, label=point_label)
 
 
 def _finish(ax, title, xlabel, ylabel):
@@ -80,8 +80,9 @@ def trajectories(traj, ax=None, attractors=None, separatrix_point=None, title="S
 
 def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attractors=None,
                separatrix_point=None, true_separatrix=None, n=161, title="KEF level sets",
-               labels=("$x$", "$y$"), colorbar=True):
+               labels=("$x$", "$y$"), colorbar=True, point_label="separatrix point"):
     """Filled level sets of psi with its zero contour (gold, dashed) over the field's streamlines.
+    ``separatrix_point`` is drawn in red, named ``point_label`` in the legend.
 
     ``true_separatrix`` is either a function whose zero set is the separatrix (drawn as a black
     line) or points ``[N, 2]`` on it (drawn as black dots), e.g. crossings found by bisection.
@@ -110,7 +111,7 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
         t = torch.as_tensor(true_separatrix).cpu()
         ax.scatter(t[:, 0], t[:, 1], c="k", s=6, zorder=4)
         handles.append(Line2D([], [], color="k", marker="o", ls="", ms=3, label="true separatrix"))
-    _points(ax, attractors, separatrix_point)
+    _points(ax, attractors, separatrix_point, point_label)
     _finish(ax, title, *labels)
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
@@ -165,7 +166,8 @@ def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None,
     exact = (lambda st: truth(to_space(st))) if callable(truth) else None
     ax = kef_levels(psi, flow, lo, hi, ax=ax, true_separatrix=exact, n=n, title=title, labels=labels,
                     attractors=None if attractors is None else to_plane(attractors),
-                    separatrix_point=None if saddle is None else to_plane(saddle).reshape(1, 2))
+                    separatrix_point=None if saddle is None else to_plane(saddle).reshape(1, 2),
+                    point_label="saddle")
     if isinstance(truth, str):
         if truth != "integrate":
             raise ValueError(f"truth must be a function, 'integrate' or None, got {truth!r}")

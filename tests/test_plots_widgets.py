@@ -75,6 +75,7 @@ def test_kef_slice_draws_psi_and_the_truth_on_a_plane_through_d_dimensions():
         plots.kef_slice(psi, system, torch.zeros(6), b - a, sideways, ax=ax, truth=truth, n=31,
                         n_truth=15, attractors=torch.stack((a, b)), saddle=torch.zeros(6))
         assert len(ax.get_legend().legend_handles) >= 3   # psi = 0, the truth, the points
+        assert "saddle" in [t.get_text() for t in ax.get_legend().get_texts()]
     # the attractors project onto the u axis at -+|b - a| / 2
     torch.testing.assert_close(to_plane(b), torch.tensor([(b - a).norm() / 2, 0.0]), atol=1e-5, rtol=0)
     plt.close("all")
