@@ -113,15 +113,9 @@ def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
     Sizes are read from the weights. Returns the model in eval mode with gradients off. Never
     falls back to random weights: a missing or malformed file raises, saying what is wrong.
     """
-    if path is None:
-        if name not in BOOK_NETWORKS:
-            raise ValueError(f"no book network named {name!r}: the names are {sorted(BOOK_NETWORKS)}, "
-                             "or pass path= to a checkpoint of your own")
-        path = _book_checkpoint(name)
-    path = Path(path)
+    path = Path(path) if path is not None else _book_file(name, "model.pt")
     if not path.is_file():
-        made_by = REGENERATE.format(n=BOOK_NETWORKS.get(name, 2), name=name)
-        raise FileNotFoundError(f"no checkpoint at {path}; the book's networks are made by: {made_by}")
+        raise FileNotFoundError(f"no checkpoint at {path}; {_made_by(name)}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle with code in it, a text file, a truncated file ...
@@ -141,13 +135,23 @@ def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
 def book_card(name="flipflop_gru_2d"):
     """The JSON card of one of the book's networks (task, training, error, attractors, saddle
     and its eigenvalues, as ``python -m seplib.flipflop`` wrote them) as a dict."""
-    if name not in BOOK_NETWORKS:
-        raise ValueError(f"no book network named {name!r}: the names are {sorted(BOOK_NETWORKS)}")
-    path = _book_checkpoint(name).parent / "card.json"
+    path = _book_file(name, "card.json")
     if not path.is_file():
-        raise FileNotFoundError(f"no card at {path}; the book's networks are made by: "
-                                + REGENERATE.format(n=BOOK_NETWORKS[name], name=name))
+        raise FileNotFoundError(f"no card at {path}; {_made_by(name)}")
     return json.loads(path.read_text())
+
+
+def _book_file(name, filename):
+    """``filename`` (model.pt, card.json) of the book network ``name``, or ValueError for a name
+    that is not one."""
+    if name not in BOOK_NETWORKS:
+        raise ValueError(f"no book network named {name!r}: the names are {sorted(BOOK_NETWORKS)} (a "
+                         "checkpoint of your own loads with load_flipflop_gru(path=...))")
+    return _book_checkpoint(name).parent / filename
+
+
+def _made_by(name):
+    return "the book's networks are made by: " + REGENERATE.format(n=BOOK_NETWORKS.get(name, 2), name=name)
 
 
 def _model_for(state, path):
