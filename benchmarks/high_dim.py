@@ -109,15 +109,15 @@ def _score(name, kef, field, a, b, x, labels, s_true, seconds, seed):
 
 def run_gru(seeds, objectives, reference=True):
     model = sl.load_flipflop_gru(name="flipflop_gru_64d")
-    field = sl.gru_vector_field(model, speed=6.0)
-    a, b = sl.find_attractors(field, 64, spread=8.0, merge=0.8)
+    card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
+    field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
+    a, b = torch.tensor(card["attractors"])
     x = sl.segment_clouds(a, b, 3000)
     t = time.perf_counter()
     labels = sl.basin_labels(field, x, torch.stack((a, b)), relative_tol=0.5)
     print(f"  GRU-64: labelling 3000 points by simulation took {time.perf_counter() - t:.1f} s, "
           f"{(labels >= 0).float().mean().item():.4f} labelled", flush=True)
-    point = sl.separatrix_point(field, a, b)
-    saddle, _ = sl.find_saddle(field, point, a, b)
+    point, saddle = torch.tensor(card["separatrix_point"]), torch.tensor(card["saddle"])
     _, normal = sl.saddle_normal(field, saddle)
     _, s_true = _score("linear", lambda z: (z - saddle) @ normal, field, a, b, x, labels, None, 0.0, "-")
     rows = []

@@ -67,9 +67,10 @@ def main():
 
 def gru(args):
     model = sl.load_flipflop_gru(name="flipflop_gru_64d")
-    field = sl.gru_vector_field(model, speed=6.0)
-    a, b = sl.find_attractors(field, 64, spread=8.0, merge=0.8)
-    ab = torch.stack((a, b))
+    card = sl.book_card("flipflop_gru_64d")
+    field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
+    ab = torch.tensor(card["attractors"])
+    a, b = ab
     t = time.perf_counter()
     kef = sl.fit_kef(field, 64, progress=False, device="cpu", **sl.sampling_region(field, a, b, rhs=args.rhs))
     print(f"GRU-64, {args.rhs}: psi trained in {time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
