@@ -6,10 +6,11 @@ The public card (the names a chapter needs, importable from ``seplib``):
               bistable_nd (d dimensions, separatrix known exactly), analytic_kef_1d
     rnn       FlipFlopRNN, load_flipflop_gru, book_card, gru_vector_field
     sampling  MultiscaleGaussian, sampling_region (where to sample, any dimension), trajectory_pairs
-    kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .loss_history_, .fit_seconds_),
-              KEF, default_device
-    flow      integrate, find_attractors, separatrix_point, find_saddle, saddle_normal,
-              basin_labels, expansion_rate, jacobian
+    kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .mean_, .loss_history_,
+              .fit_seconds_), KEF, default_device
+    flow      integrate, find_attractors, separatrix_point, find_saddle, find_saddles (Newton
+              from points, no attractors needed), saddle_normal, basin_labels, expansion_rate,
+              jacobian
     validate  basin_agreement, separatrix_error, validate_kef, grid, segment_clouds
     perturb   smallest_flip (nearest point of psi = 0, optionally masked), flips and
               flip_verdict (checked by simulation), brute_force_flip (bisection along
@@ -24,8 +25,8 @@ Figures and sliders are imported from their modules:
 Machinery a chapter does not call: ``_fast`` (CPU kernels for fit_kef), ``_guards`` (what a
 field returns, what reaches torch.linalg).
 """
-from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, integrate, jacobian,
-                   saddle_normal, separatrix_point)
+from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, find_saddles, integrate,
+                   jacobian, saddle_normal, separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .perturb import brute_force_flip, flip_verdict, flips, smallest_flip
 from .rnn import FlipFlopRNN, book_card, gru_vector_field, load_flipflop_gru

@@ -263,6 +263,61 @@ def saddle_normal(field, saddle):
     return values[k].real.item(), (w / w.norm()).to(x.dtype)
 
 
+def find_saddles(field, x, starts=32, steps=40, tol=1e-4):
+    """The saddles with one unstable direction that Newton's method on f(x) = 0 reaches from the
+    ``starts`` slowest of the points ``x`` (``[N, d]``) whose Jacobian has one eigenvalue of
+    positive real part, kept if they lie within the points' extent.
+
+    Where such a saddle exists, the separatrix passes through it: it tells where to sample and
+    how fast the flow leaves the separatrix, without knowing the attractors. Returns ``(saddles
+    [k, d], rates [k])``, rates the unstable eigenvalue's real part, fastest first; k = 0 if no
+    start converged (|f| below ``tol`` times the median speed at the points).
+    """
+    field = as_field(field)
+    x = x.detach().reshape(-1, x.shape[-1])
+    with torch.no_grad():
+        speed = field(x).norm(dim=-1)
+    J = jacobian(field, x)
+    finite_or_raise(torch.cat((J, speed[:, None, None].expand(-1, 1, x.shape[-1])), dim=1),
+                    "the field or its Jacobian", "torch.linalg.eigvals (in find_saddles) was not called",
+                    _CHECK_NEAR + "; in fit_kef, move the samples (mean, cov, scales) or pass mean= "
+                    "and eigenvalue= yourself", points=x)
+    one_unstable = (torch.linalg.eigvals(J.double()).real > 0).sum(dim=-1) == 1
+    centre = x.mean(dim=0)
+    extent = (x - centre).norm(dim=-1)
+    empty = x.new_zeros(0, x.shape[-1]), x.new_zeros(0)
+    if not one_unstable.any():
+        return empty
+    y = x[one_unstable][speed[one_unstable].argsort()[:starts]]
+    longest = 0.25 * extent.square().mean().sqrt()   # a step no longer than this stays in the region
+    for _ in range(steps):
+        with torch.no_grad():
+            fy = field(y)
+        Jy = jacobian(field, y)
+        ok = torch.isfinite(fy).all(dim=-1) & torch.isfinite(Jy).flatten(1).all(dim=-1)
+        y, fy, Jy = y[ok], fy[ok], Jy[ok]   # a start that left the floats has not converged
+        if len(y) == 0:
+            return empty
+        step = torch.linalg.lstsq(Jy.double(), fy.double().unsqueeze(-1)).solution.squeeze(-1)
+        step = step * (longest / step.norm(dim=-1, keepdim=True).clamp(min=longest)).double()
+        y = y - step.to(y.dtype)
+    with torch.no_grad():
+        fy = field(y)
+    done = (fy.norm(dim=-1) <= tol * speed.median()) & ((y - centre).norm(dim=-1) <= extent.max())
+    saddles, rates = [], []
+    for s in y[done]:
+        if any((s - t).norm() <= 1e-2 * longest for t in saddles):
+            continue
+        values = torch.linalg.eigvals(jacobian(field, s[None])[0].double()).real
+        if (values > 0).sum() == 1:
+            saddles.append(s)
+            rates.append(values.max().item())
+    if not saddles:
+        return empty
+    order = torch.tensor(rates).argsort(descending=True)
+    return torch.stack(saddles)[order], torch.tensor(rates, dtype=x.dtype)[order]
+
+
 def expansion_rate(field, x, q=0.99):
     """How fast the flow pulls nearby states apart around the points ``x`` (``[N, d]``): the
     ``q``-quantile over x of the largest real part of the eigenvalues of the Jacobian df/dx.

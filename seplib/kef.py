@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _fast
 from ._guards import as_field, finite_or_raise
-from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate
+from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
 # distance^(lambda / mu): a ratio near 1 leaves psi's sign to tiny values far out, one near 0
@@ -69,7 +69,7 @@ class KEF(nn.Module):
     """A trained eigenfunction: ``kef(x)`` maps ``Tensor[..., d]`` to ``Tensor[...]``.
 
     ``net`` is the underlying module (``[N, d] -> [N, 1]``); ``loss_history_`` holds the loss of
-    every epoch and ``fit_seconds_`` the training time.
+    every epoch, ``fit_seconds_`` the training time and ``mean_`` the centre of the samples.
     """
 
     def __init__(self, net, dim, rhs="standard", eigenvalue=1.0):
@@ -77,6 +77,7 @@ class KEF(nn.Module):
         self.net, self.dim, self.rhs, self.eigenvalue = net, dim, rhs, eigenvalue
         self.loss_history_ = []
         self.fit_seconds_ = None
+        self.mean_ = None
 
     def forward(self, x):
         """psi at ``x`` (``[..., d]``), computed on the network's device, returned on x's."""
@@ -254,9 +255,37 @@ def _check_model(net, dim, device):
 
 
 def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
-    """lambda = AUTO_EIGENVALUE_RATIO * mu, with mu the flow's expansion rate over 256 points of
-    each of the sampler's scales (``sampled_expansion_rate``)."""
-    return AUTO_EIGENVALUE_RATIO * sampled_expansion_rate(field, sampler, seed, device)
+    """lambda = AUTO_EIGENVALUE_RATIO * mu, with mu the unstable rate of the fastest saddle
+    found among 256 points of each of the sampler's scales (``sampled_saddles``)."""
+    return _auto_settings(field, sampler, False, True, seed, device)[1]
+
+
+def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
+    """``(sampler, lambda)``: the sampler recentred on the saddles found among its samples (if
+    ``centre``), and lambda from the fastest one's rate (if ``eigenvalue``; else None). Where
+    Newton's method finds no saddle, the sampler stays and mu is the flow's largest expansion
+    rate over the samples (``sampled_expansion_rate``), with a warning."""
+    saddles, rates = sampled_saddles(field, sampler, seed, device)
+    if len(saddles) == 0:
+        mu = sampled_expansion_rate(field, sampler, seed, device) if eigenvalue else None  # raises if none
+        kept = [f"the samples stay centred at {_short_point(sampler.mean)}"] if centre else []
+        if eigenvalue:
+            kept.append("lambda comes from the flow's largest expansion rate over them, which "
+                        "overestimates the saddle's rate where some other region pulls states apart faster")
+        warnings.warn("fit_kef found no saddle among its samples (Newton's method on f = 0 from the "
+                      f"slowest of them reached none with one unstable direction), so {' and '.join(kept)}. "
+                      "Pass mean= (a point on the separatrix, e.g. sl.separatrix_point(field, a, b)) "
+                      "and eigenvalue= yourself", RuntimeWarning, stacklevel=3)
+    else:
+        if centre:
+            sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov)
+        mu = rates[0].item() if eigenvalue else None
+    return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu
+
+
+def _short_point(x, n=4):
+    values = [f"{v:.3g}" for v in x.flatten()[:n].tolist()]
+    return "(" + ", ".join(values) + (", ...)" if x.numel() > n else ")")
 
 
 class _Batches:
@@ -403,7 +432,7 @@ def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight
     return loss.item()
 
 
-def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean=None, cov=None,
+def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean="auto", cov=None,
             flow_time="auto", epochs=5000, tol=2e-3, batch_size=96, lr=3e-3, balance_weight=1.0,
             pair_weight=10.0, attractors=None, anchor_weight=1.0, seed=0, device=None, model=None,
             progress=True, callback=None):
@@ -411,8 +440,11 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
 
     Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
     ``scales``, and takes one Adam step whose learning rate decays from ``lr`` to ``lr / 100``
-    over ``epochs`` (cosine). ``eigenvalue="auto"`` sets lambda to 0.4 times the flow's
-    expansion rate over the samples (the saddle's unstable rate).
+    over ``epochs`` (cosine). ``mean="auto"`` centres the Gaussians on the saddle the flow has
+    among samples of N(0, s * cov) (``find_saddles``; several: their centre), since the separatrix
+    passes through it; ``mean=None`` is the origin. ``eigenvalue="auto"`` sets lambda to 0.4 times
+    that saddle's unstable rate. Where no saddle is found, both fall back with a warning that says
+    so (the origin, and the flow's largest expansion rate over the samples).
 
     Each step also takes ``batch_size`` pairs of states (x(0), x(t)) from trajectories of
     ``PAIR_STARTS`` samples per scale, t up to ``flow_time`` (``"auto"``: 1 / (2 lambda)), and
@@ -439,11 +471,15 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
                      anchor_weight)
     start = time.perf_counter()
     resolve_rhs(rhs)   # a name it knows, or a callable
-    sampler = MultiscaleGaussian(dim, scales, mean, cov)
+    centre = isinstance(mean, str)
+    if centre and mean != "auto":
+        raise ValueError(f"mean must be 'auto', None (the origin) or a point, got {mean!r}")
+    sampler = MultiscaleGaussian(dim, scales, None if centre else mean, cov)
     device = torch.device(device) if device is not None else default_device()
     field = _check_field(field, sampler, device)
-    if eigenvalue == "auto":
-        eigenvalue = auto_eigenvalue(field, sampler, seed, device)
+    if centre or eigenvalue == "auto":
+        sampler, auto = _auto_settings(field, sampler, centre, eigenvalue == "auto", seed, device)
+        eigenvalue = auto if eigenvalue == "auto" else eigenvalue
     probes = sampler.sample(PAIR_STARTS, torch.Generator().manual_seed(seed + 2), device=device).reshape(-1, dim)
     pairs = None
     if flow_time is not None:   # (which probe each pair starts from, its end, t)
@@ -455,6 +491,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     net = model.to(device)
     _check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
+    kef.mean_ = sampler.mean.clone()
 
     near = _near_attractors(attractors, sampler, device)
     batches = _Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, near)

@@ -5,7 +5,7 @@ import math
 import torch
 
 from ._guards import as_field
-from .flow import expansion_rate, integrate, separatrix_point
+from .flow import expansion_rate, find_saddles, integrate, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
 DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
@@ -65,6 +65,13 @@ def sampled_expansion_rate(field, sampler, seed=0, device="cpu"):
     return mu
 
 
+def sampled_saddles(field, sampler, seed=0, device="cpu"):
+    """The saddles (one unstable direction) that Newton's method reaches from 256 points of each
+    of the sampler's scales (``find_saddles``): ``(saddles [k, d], rates [k])``, fastest first."""
+    x = sampler.sample(256, torch.Generator().manual_seed(seed + 1), device=device)
+    return find_saddles(field, x.reshape(-1, sampler.dim))
+
+
 def sampling_region(field, a, b, rhs="standard", T=60.0):
     """How to train psi for the separatrix between attractors ``a`` and ``b``, in any dimension:
     a dict of ``fit_kef`` keyword arguments.
@@ -81,9 +88,10 @@ def sampling_region(field, a, b, rhs="standard", T=60.0):
     - How: no trajectory pairs (``flow_time=None``: in many dimensions they pull psi's zero set
       off the separatrix), 10000 epochs with no early stop at a learning rate of 1e-2 (more
       than ``fit_kef``'s 3e-3: it moved the standard objective's zero set onto the separatrix
-      at d = 32), and for the squashed objective
-      lambda = the flow's expansion rate over the samples (the saddle's unstable rate); the
-      standard objective keeps ``fit_kef``'s automatic eigenvalue.
+      at d = 32), and lambda from the flow's expansion rate over the samples
+      (``sampled_expansion_rate``, no Newton search for the saddle in d dimensions): the rate
+      itself for the squashed objective, ``AUTO_EIGENVALUE_RATIO`` (0.4) times it for the
+      standard one.
     The figures behind these choices are in benchmarks/RESULTS.md (section 4).
     """
     if rhs not in ("standard", "squashed"):
@@ -102,8 +110,9 @@ def sampling_region(field, a, b, rhs="standard", T=60.0):
     cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
     region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": None, "epochs": 10000, "tol": None,
               "lr": 1e-2}
-    if rhs == "squashed":
-        region["eigenvalue"] = sampled_expansion_rate(field, MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov))
+    from .kef import AUTO_EIGENVALUE_RATIO   # kef imports this module
+    rate = sampled_expansion_rate(field, MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov))
+    region["eigenvalue"] = rate if rhs == "squashed" else AUTO_EIGENVALUE_RATIO * rate
     return region
 
 

@@ -97,3 +97,31 @@ def test_memories_on_slow_manifolds_are_merged_and_labelled():
         sl.basin_labels(_memory_lines, x, torch.stack((a, b)), relative_tol=1.5)
     with pytest.raises(ValueError, match="merge"):
         sl.find_attractors(_memory_lines, 3, merge=0.0)
+
+
+def test_find_saddles_lands_on_the_saddle_where_the_sampled_rate_is_too_fast():
+    # x' = x - x^3 + 0.2 (saddle at the middle root x0 = -0.2091, rate 1 - 3 x0^2), y' = -y; and
+    # beside it, far from the saddle, a stripe where y' pulls states apart at up to rate 2
+    x0 = -0.20905973
+    bump = lambda x: 3.0 * torch.exp(-2 * (x[..., 0] - 2.4) ** 2) * x[..., 1]  # noqa: E731
+
+    def field(x):
+        return torch.stack((x[..., 0] - x[..., 0] ** 3 + 0.2, -x[..., 1] + bump(x)), dim=-1)
+
+    x = sl.MultiscaleGaussian(2).sample(256, torch.Generator().manual_seed(0)).reshape(-1, 2)
+    saddles, rates = sl.find_saddles(field, x)
+    assert saddles.shape == (1, 2) and rates.shape == (1,)
+    assert torch.allclose(saddles[0], torch.tensor([x0, 0.0]), atol=1e-4)
+    assert abs(rates[0] - (1 - 3 * x0**2)) < 1e-3
+    assert sl.expansion_rate(field, x) > 1.2   # the old estimate: the stripe, not the saddle (0.87)
+
+
+def test_find_saddles_finds_none_where_there_is_no_saddle():
+    x = torch.randn(300, 2)
+    saddles, rates = sl.find_saddles(lambda x: x, x)    # a source: two unstable directions
+    assert saddles.shape == (0, 2) and rates.shape == (0,)
+
+
+def test_find_saddles_refuses_nan_before_linear_algebra():
+    with pytest.raises(FloatingPointError, match="find_saddles"):
+        sl.find_saddles(lambda x: x * torch.sqrt(x[..., :1] - 100), torch.randn(50, 2))

@@ -89,10 +89,31 @@ def test_expansion_rate_is_the_saddles_unstable_rate(system, mu):
     assert abs(sl.expansion_rate(system, x) - mu) < 0.01
 
 
-def test_auto_eigenvalue_is_a_fixed_fraction_of_the_expansion_rate():
+def test_auto_eigenvalue_is_a_fixed_fraction_of_the_saddles_rate():
     kef = sl.fit_kef(sl.duffing(), 2, **FAST)
     assert abs(kef.eigenvalue - 0.4 * (5**0.5 - 1) / 2) < 0.005
     assert sl.fit_kef(sl.duffing(), 2, eigenvalue=0.7, **FAST).eigenvalue == 0.7
+
+
+def test_auto_mean_centres_the_samples_on_the_saddle():
+    x0 = -0.20905973   # x' = x - x^3 + 0.2, y' = -y: the saddle is at the middle root, off the origin
+
+    def well(x):
+        return torch.stack((x[..., 0] - x[..., 0] ** 3 + 0.2, -x[..., 1]), dim=-1)
+
+    kef = sl.fit_kef(well, 2, **FAST)
+    assert torch.allclose(kef.mean_, torch.tensor([x0, 0.0], dtype=kef.mean_.dtype), atol=1e-4)
+    assert abs(kef.eigenvalue - 0.4 * (1 - 3 * x0**2)) < 1e-4
+    assert torch.equal(sl.fit_kef(well, 2, mean=None, **FAST).mean_, torch.zeros(2, dtype=kef.mean_.dtype))
+    assert sl.fit_kef(well, 2, mean=[0.5, 0.1], **FAST).mean_.tolist() == [0.5, 0.1]
+    with pytest.raises(ValueError, match="mean must be 'auto', None"):
+        sl.fit_kef(well, 2, mean="saddle", **FAST)
+
+
+def test_no_saddle_found_is_said_not_hidden():
+    with pytest.warns(RuntimeWarning, match="found no saddle among its samples.*stay centred at"):
+        kef = sl.fit_kef(lambda x: x, 2, **FAST)   # a source: states separate, but no saddle
+    assert kef.mean_.abs().max() == 0 and abs(kef.eigenvalue - 0.4) < 1e-6
 
 
 def test_auto_eigenvalue_refuses_a_field_without_a_saddle():
@@ -165,9 +186,9 @@ def test_nan_in_the_field_stops_training_and_names_the_epochs():
         return x * float("nan") if calls["n"] > 2 else -x  # the shape probe, then epochs 0-99
 
     with pytest.raises(FloatingPointError, match="field's value is NaN .* stopped at epoch 100 .*epochs 100-149"):
-        # -x has no saddle for "auto" to measure; no trajectory pairs, whose integration would
+        # -x has no saddle for "auto" to look for; no trajectory pairs, whose integration would
         # meet the NaN first
-        sl.fit_kef(field, 2, eigenvalue=1.0, flow_time=None, **(FAST | dict(epochs=150)))
+        sl.fit_kef(field, 2, eigenvalue=1.0, mean=None, flow_time=None, **(FAST | dict(epochs=150)))
 
 
 def test_a_diverging_loss_stops_training():

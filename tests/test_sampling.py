@@ -73,15 +73,17 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     system = sl.bistable_nd(8, seed=2)
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
-    assert set(region) == {"mean", "cov", "rhs", "flow_time", "epochs", "tol", "lr"}
+    assert set(region) == {"mean", "cov", "rhs", "flow_time", "epochs", "tol", "lr", "eigenvalue"}
     assert region["rhs"] == "standard" and region["flow_time"] is None
     assert abs(system.separatrix_value(region["mean"])) < 1e-4   # on the separatrix
     e = (b - a) / (b - a).norm()
     expected = (b - a).norm() ** 2 * (torch.eye(8) / 8 + torch.outer(e, e))
     torch.testing.assert_close(region["cov"], expected)
-    # the squashed objective's eigenvalue is the saddle's unstable rate (1 for bistable_nd)
+    # the squashed objective's eigenvalue is the saddle's unstable rate (1 for bistable_nd), the
+    # standard one's 0.4 times it
     squashed = sl.sampling_region(system, a, b, rhs="squashed")
     assert squashed["rhs"] == "squashed" and 0.9 < squashed["eigenvalue"] < 1.1
+    assert region["eigenvalue"] == pytest.approx(0.4 * squashed["eigenvalue"])
     # a curved separatrix: the samples must land in both basins at every scale
     x = sl.MultiscaleGaussian(8, mean=region["mean"], cov=region["cov"]).sample(1000, torch.Generator().manual_seed(0))
     side = (system.separatrix_value(x) > 0).float().mean(dim=1)
