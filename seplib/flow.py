@@ -322,10 +322,11 @@ def expansion_rate(field, x, q=0.99):
     """How fast the flow pulls nearby states apart around the points ``x`` (``[N, d]``): the
     ``q``-quantile over x of the largest real part of the eigenvalues of the Jacobian df/dx.
 
-    Near a saddle, states separate at its unstable rate; for the bistable systems in this book
-    (and our GRU) no other place in the sampled region separates them faster, so this is the
-    saddle's unstable rate mu, found without locating the saddle. The quantile, not the maximum,
-    keeps one stray sample from setting it.
+    Near a saddle, states separate at its unstable rate; where no other place in the sampled
+    region separates them faster (the analytic systems in this book), this is the saddle's
+    unstable rate mu, found without locating the saddle. On some trained networks another region
+    is up to twice as fast: ``find_saddles`` gives the saddle's own rate. The quantile, not the
+    maximum, keeps one stray sample from setting it.
     """
     x = x.detach().reshape(-1, x.shape[-1])
     J = jacobian(field, x)

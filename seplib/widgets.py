@@ -40,7 +40,7 @@ def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epoc
 
     The default figure (of ``kef`` if given, else trained now with the default settings) is
     displayed first as a plain figure; the eigenvalue slider starts at its lambda (with
-    ``eigenvalue="auto"``, 0.4 times the flow's expansion rate). ``plot_kw`` goes to
+    ``eigenvalue="auto"``, 0.4 times the unstable rate of the saddle that fit_kef finds). ``plot_kw`` goes to
     ``plots.kef_levels`` (field, lo, hi, attractors, true_separatrix, ...). Returns the panel.
     """
     plot_kw.setdefault("field", field)
