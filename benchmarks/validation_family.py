@@ -10,11 +10,12 @@ may be chosen on the tuning half only. Networks are cached in build/validation_f
 
 For every member, both objectives and each seed: the five accuracy figures against ODE ground
 truth (as benchmarks/kef_training.py: grid and mixture basin agreement, crossing median, p90 and
-R^2), epochs, seconds, pass or miss; then the pass rate per split.
+R^2), epochs, seconds, pass or miss, which of fit_kef's warnings it gave; then the pass rate per split.
 """
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
@@ -25,6 +26,10 @@ from seplib.rnn import flipflop_error
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from kef_training import accuracy, ground_truth, meets  # noqa: E402
+
+# fit_kef's warnings, by what their message says: the run's "fit_kef warned" column
+WARNINGS = {"without its zero set settling": "unsettled", "does not tell apart the two attractors": "ends",
+            "found no saddle": "no-saddle", "probe samples: it found no separatrix": "one-signed"}
 
 CACHE = Path(__file__).resolve().parent.parent / "build" / "validation_family"
 
@@ -106,7 +111,7 @@ def main():
         n for n, v in {**{k: v[-1] for k, v in NETWORKS.items()}, **{k: v[1] for k, v in ANALYTIC.items()}}.items()
         if args.split == "all" or v == args.split]
     print(f"{'member':15s} {'split':8s} {'objective':9s} {'seed':>4s} {'epochs':>6s} {'s':>5s} {'grid':>7s} "
-          f"{'mixture':>7s} {'median':>7s} {'p90':>7s} {'R^2':>7s}  pass")
+          f"{'mixture':>7s} {'median':>7s} {'p90':>7s} {'R^2':>7s}  pass  fit_kef warned")
     tally = {}
     for name in names:
         field, attractors, split, note = member(name)
@@ -116,13 +121,17 @@ def main():
         truth = ground_truth(field, attractors)
         for rhs in ("standard", "squashed"):
             for seed in seeds:
-                kef = sl.fit_kef(field, 2, rhs=rhs, seed=seed, device="cpu", progress=False)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    kef = sl.fit_kef(field, 2, rhs=rhs, seed=seed, device="cpu", progress=False)
+                said = ",".join(sorted({tag for w in caught for key, tag in WARNINGS.items()
+                                        if key in str(w.message)}))
                 acc = accuracy(kef, field, attractors, truth)
                 ok = meets(acc)
                 tally.setdefault(split, []).append(ok)
                 print(f"{name:15s} {split:8s} {rhs:9s} {seed:4d} {len(kef.loss_history_):6d} {kef.fit_seconds_:5.1f} "
                       f"{acc['grid']:7.4f} {acc['mixture']:7.4f} {acc['median']:7.4f} {acc['p90']:7.4f} "
-                      f"{acc['r2']:7.4f}  {'pass' if ok else 'MISS'}  {note}", flush=True)
+                      f"{acc['r2']:7.4f}  {'pass' if ok else 'MISS'}  {said or '-':14s} {note}", flush=True)
     for split, oks in tally.items():
         print(f"{split}: {sum(oks)}/{len(oks)} runs meet every target ({sum(oks) / len(oks):.1%})")
     print(json.dumps({k: [sum(v), len(v)] for k, v in tally.items()}))

@@ -21,6 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _fast
+from .flow import final_state, jacobian
 from ._guards import as_field, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
@@ -261,8 +262,9 @@ def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
 
 
 def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
-    """``(sampler, lambda)``: the sampler recentred on the saddles found among its samples (if
-    ``centre``), and lambda from the fastest one's rate (if ``eigenvalue``; else None). Where
+    """``(sampler, lambda, saddle)``: the sampler recentred on the saddles found among its samples
+    (if ``centre``), lambda from the fastest one's rate (if ``eigenvalue``; else None), and that
+    saddle (None if none was found). Where
     Newton's method finds no saddle, the sampler stays and mu is the flow's largest expansion
     rate over the samples (``sampled_expansion_rate``), with a warning."""
     saddles, rates = sampled_saddles(field, sampler, seed, device)
@@ -276,11 +278,11 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
                       f"slowest of them reached none with one unstable direction), so {' and '.join(kept)}. "
                       "Pass mean= (a point on the separatrix, e.g. sl.separatrix_point(field, a, b)) "
                       "and eigenvalue= yourself", RuntimeWarning, stacklevel=3)
-    else:
-        if centre:
-            sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov)
-        mu = rates[0].item() if eigenvalue else None
-    return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu
+        return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, None
+    if centre:
+        sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov)
+    mu = rates[0].item() if eigenvalue else None
+    return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, saddles[0]
 
 
 def _short_point(x, n=4):
@@ -455,7 +457,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     Training stops before ``epochs`` once the zero set has settled (``_StopRule``, checked every
     500 epochs from epoch 1000; ``tol=None`` runs every epoch). A psi of one sign at all the
     probe samples at the end issues a RuntimeWarning: it found no separatrix. So does a training
-    that ran all its epochs without the rule being met, with the figures the rule last saw.
+    that ran all its epochs without the rule being met, with the figures the rule last saw, and,
+    where a saddle was found, a psi without opposite signs around the two attractors at the ends
+    of its unstable manifold (another solution of the equation, whose zero set runs through one).
 
     ``attractors`` (two points, ``[2, dim]``) adds the anchor (``anchor_loss``, weighted by
     ``anchor_weight``): psi one sign near each attractor, the other near the other, on samples
@@ -477,8 +481,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     sampler = MultiscaleGaussian(dim, scales, None if centre else mean, cov)
     device = torch.device(device) if device is not None else default_device()
     field = _check_field(field, sampler, device)
+    saddle = None
     if centre or eigenvalue == "auto":
-        sampler, auto = _auto_settings(field, sampler, centre, eigenvalue == "auto", seed, device)
+        sampler, auto, saddle = _auto_settings(field, sampler, centre, eigenvalue == "auto", seed, device)
         eigenvalue = auto if eigenvalue == "auto" else eigenvalue
     probes = sampler.sample(PAIR_STARTS, torch.Generator().manual_seed(seed + 2), device=device).reshape(-1, dim)
     pairs = None
@@ -522,9 +527,12 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
                     break
     opt.flat.copy_(average.value)   # psi is the averaged weights
     net.eval()
-    kef.fit_seconds_ = time.perf_counter() - start
-    if not _warn_if_one_signed(net, probes) and not stopped:
-        stop.warn_unsettled(net, epochs)
+    if not _warn_if_one_signed(net, probes):
+        if saddle is not None:
+            _warn_if_ends_not_split(net, field, saddle, sampler)
+        if not stopped:
+            stop.warn_unsettled(net, epochs)
+    kef.fit_seconds_ = time.perf_counter() - start   # the checks above included
     return kef
 
 
@@ -552,6 +560,40 @@ def _warn_if_one_signed(net, probes):
                       "both basins, or train longer or with a larger balance_weight", RuntimeWarning, stacklevel=3)
         return True
     return False
+
+
+def _warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
+    """Warn if psi does not give opposite signs around the two ends of the saddle's unstable
+    manifold (the attractors on either side of its separatrix).
+
+    The equation has other solutions with the same lambda: with g an eigenfunction of a stable
+    direction (eigenvalue -k) and phi one of eigenvalue lambda + k, g phi is one, and so is
+    psi + c g phi; their zero sets can run through an attractor. The stop rule cannot see it
+    (such a psi keeps its sign along every trajectory); the two attractors can."""
+    J = jacobian(field, saddle[None])[0].double()
+    values, vectors = torch.linalg.eig(J)   # J is finite: find_saddles checked it there
+    v = vectors[:, values.real.argmax()].real.to(saddle.dtype)
+    step = 1e-2 * (sampler.scales.min() * sampler.cov.trace() / sampler.dim).sqrt().item()
+    ends = final_state(field, torch.stack((saddle + step * v, saddle - step * v)), T)
+    if not torch.isfinite(ends).all():
+        return   # the unstable manifold leaves the floats: no attractors to compare
+    smallest = [sampler.scales.min().item()]
+    p = next(net.parameters())
+    positive = []
+    for end in ends:
+        around = MultiscaleGaussian(sampler.dim, smallest, end.double().cpu(), sampler.cov)
+        x = around.sample(n, torch.Generator().manual_seed(0), dtype=p.dtype, device=p.device)[0]
+        with torch.no_grad():
+            positive.append((net(x) > 0).float().mean().item())
+    if min(positive) <= 0.1 and max(positive) >= 0.9:
+        return
+    at = " and ".join(f"{_short_point(e)} ({q:.0%} positive)" for e, q in zip(ends, positive))
+    warnings.warn(f"psi does not tell apart the two attractors that the saddle at {_short_point(saddle)} "
+                  f"leads to: around {at}, where it should have one sign around each and opposite signs. "
+                  "Its zero set runs near or through an attractor: psi may be another solution of the "
+                  "same equation, not this saddle's separatrix. Check it with seplib.validate_kef; try "
+                  "another seed or the other objective (rhs=), or pass attractors= for the anchor",
+                  RuntimeWarning, stacklevel=3)
 
 
 def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):

@@ -1,8 +1,10 @@
+import warnings
+
 import pytest
 import torch
 
 import seplib as sl
-from seplib.kef import carry, fit_kef_snapshots, pair_loss
+from seplib.kef import _warn_if_ends_not_split, carry, fit_kef_snapshots, pair_loss
 
 FAST = dict(epochs=60, batch_size=64, progress=False, device="cpu")
 
@@ -114,6 +116,23 @@ def test_no_saddle_found_is_said_not_hidden():
     with pytest.warns(RuntimeWarning, match="found no saddle among its samples.*stay centred at"):
         kef = sl.fit_kef(lambda x: x, 2, **FAST)   # a source: states separate, but no saddle
     assert kef.mean_.abs().max() == 0 and abs(kef.eigenvalue - 0.4) < 1e-6
+
+
+@pytest.mark.parametrize("weights, warns", [([1.0, 0.0], False), ([0.0, 1.0], True)])
+def test_a_psi_that_does_not_split_the_attractors_is_warned_of(weights, warns):
+    # on the 2D bistable system psi = x splits the attractors (+-1, 0); psi = y (an eigenfunction
+    # too, of eigenvalue -1) vanishes through both, and the ends of the unstable manifold tell
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([weights]))
+    saddle, sampler = torch.zeros(2), sl.MultiscaleGaussian(2)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        _warn_if_ends_not_split(net, sl.bistable_2d(), saddle, sampler)
+    said = [str(w.message) for w in caught if "does not tell apart the two attractors" in str(w.message)]
+    assert len(said) == int(warns)
+    if warns:
+        assert "(1, 0)" in said[0] and "(-1, 0)" in said[0] and "attractors=" in said[0]
 
 
 def test_auto_eigenvalue_refuses_a_field_without_a_saddle():
