@@ -107,7 +107,7 @@ def _score(name, kef, field, a, b, x, labels, s_true, seconds, seed):
     return row, err["s_true"]
 
 
-def run_gru(seeds, objectives, reference=True):
+def run_gru(seeds, objectives, reference=True, at_saddle=False):
     model = sl.load_flipflop_gru(name="flipflop_gru_64d")
     card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
     field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
@@ -125,8 +125,9 @@ def run_gru(seeds, objectives, reference=True):
         for rhs in objectives:
             t = time.perf_counter()
             kef = sl.fit_kef(field, 64, progress=False, device="cpu", seed=seed,
-                             **sl.sampling_region(field, a, b, rhs=rhs))
-            rows.append(_score(rhs, kef, field, a, b, x, labels, s_true, time.perf_counter() - t, seed)[0])
+                             **sl.sampling_region(field, a, b, rhs=rhs, saddle=saddle if at_saddle else None))
+            name = rhs + ("@saddle" if at_saddle else "")
+            rows.append(_score(name, kef, field, a, b, x, labels, s_true, time.perf_counter() - t, seed)[0])
         if reference:
             torch.manual_seed(seed)       # the residual MLP's initial weights
             t = time.perf_counter()
@@ -146,20 +147,21 @@ def main():
     ap.add_argument("--no-simulation", action="store_true", help="skip timing basin_labels")
     ap.add_argument("--gru", action="store_true", help="the 64-unit GRU instead of bistable_nd")
     ap.add_argument("--no-reference", action="store_true", help="GRU: skip the reference recipe")
+    ap.add_argument("--at-saddle", action="store_true",
+                    help="GRU: sampling_region centred on the card's saddle, not the separatrix point")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
     seeds = [int(v) for v in args.seeds.split(",")]
     if args.gru:
-        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference)
-        args.rhs += "" if args.no_reference else ",reference"
+        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_saddle)
     for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
             rows += run(dim, seed, args.rhs.split(","), not args.no_simulation)
     print("\n| d | objective | seeds | seconds | agreement | median | p90 | R^2 | every target |")
     print("|---|---|---|---|---|---|---|---|---|")
     for dim in sorted({r["dim"] for r in rows}):
-        for rhs in args.rhs.split(","):
+        for rhs in dict.fromkeys(r["rhs"] for r in rows if r["dim"] == dim):   # in the order run
             rs = [r for r in rows if r["dim"] == dim and r["rhs"] == rhs]
             print(f"| {dim} | {rhs} | {','.join(str(r['seed']) for r in rs)} | "
                   f"{min(r['seconds'] for r in rs):.1f}-{max(r['seconds'] for r in rs):.1f} | "

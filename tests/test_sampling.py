@@ -108,3 +108,16 @@ def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss()
     isotropic = sl.fit_kef(system, 8, rhs="squashed", mean=region["mean"], epochs=2000,
                            cov=(b - a).norm() ** 2 / 8 * torch.eye(8), progress=False, device="cpu")
     assert sl.basin_agreement(isotropic, x, exact) < 0.9
+
+
+def test_sampling_region_centres_on_a_given_saddle():
+    system = sl.curved_bistable(1.0)   # the segment crosses the separatrix x = y^2 at the saddle
+    a, b = torch.tensor(system.attractors)
+    at_point = sl.sampling_region(system, a, b)
+    off = torch.tensor([0.25, 0.5])    # a point of the separatrix off the segment, standing in
+    at_off = sl.sampling_region(system, a, b, saddle=off)
+    assert torch.equal(at_off["mean"], off) and torch.equal(at_off["cov"], at_point["cov"])
+    with pytest.raises(ValueError, match="saddle must be a finite point of dimension 2"):
+        sl.sampling_region(system, a, b, saddle=[0.0, 0.0, 0.0])
+    with pytest.raises(ValueError, match="saddle must be a finite point"):
+        sl.sampling_region(system, a, b, saddle=[float("nan"), 0.0])
