@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _fast
 from .flow import final_state, jacobian
-from ._guards import as_field, finite_or_raise
+from ._guards import _short, as_field, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
@@ -264,13 +264,13 @@ def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
 def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
     """``(sampler, lambda, saddle)``: the sampler recentred on the saddles found among its samples
     (if ``centre``), lambda from the fastest one's rate (if ``eigenvalue``; else None), and that
-    saddle (None if none was found). Where
-    Newton's method finds no saddle, the sampler stays and mu is the flow's largest expansion
-    rate over the samples (``sampled_expansion_rate``), with a warning."""
+    saddle (None if none was found). Where Newton's method finds no saddle, the sampler stays and
+    mu is the flow's largest expansion rate over the samples (``sampled_expansion_rate``), with
+    a warning."""
     saddles, rates = sampled_saddles(field, sampler, seed, device)
     if len(saddles) == 0:
         mu = sampled_expansion_rate(field, sampler, seed, device) if eigenvalue else None  # raises if none
-        kept = [f"the samples stay centred at {_short_point(sampler.mean)}"] if centre else []
+        kept = [f"the samples stay centred at {_short(sampler.mean)}"] if centre else []
         if eigenvalue:
             kept.append("lambda comes from the flow's largest expansion rate over them, which "
                         "overestimates the saddle's rate where some other region pulls states apart faster")
@@ -283,11 +283,6 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
         sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov)
     mu = rates[0].item() if eigenvalue else None
     return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, saddles[0]
-
-
-def _short_point(x, n=4):
-    values = [f"{v:.3g}" for v in x.flatten()[:n].tolist()]
-    return "(" + ", ".join(values) + (", ...)" if x.numel() > n else ")")
 
 
 class _Batches:
@@ -577,18 +572,15 @@ def _warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
     ends = final_state(field, torch.stack((saddle + step * v, saddle - step * v)), T)
     if not torch.isfinite(ends).all():
         return   # the unstable manifold leaves the floats: no attractors to compare
-    smallest = [sampler.scales.min().item()]
     p = next(net.parameters())
-    positive = []
-    for end in ends:
-        around = MultiscaleGaussian(sampler.dim, smallest, end.double().cpu(), sampler.cov)
-        x = around.sample(n, torch.Generator().manual_seed(0), dtype=p.dtype, device=p.device)[0]
-        with torch.no_grad():
-            positive.append((net(x) > 0).float().mean().item())
+    near = _near_attractors(ends, sampler, p.device)   # the anchor's clouds, around the ends
+    with torch.no_grad():
+        x = near(n, torch.Generator().manual_seed(0), p.device).to(p.dtype)
+        positive = (net(x.reshape(-1, sampler.dim)).reshape(2, n) > 0).float().mean(dim=1).tolist()
     if min(positive) <= 0.1 and max(positive) >= 0.9:
         return
-    at = " and ".join(f"{_short_point(e)} ({q:.0%} positive)" for e, q in zip(ends, positive))
-    warnings.warn(f"psi does not tell apart the two attractors that the saddle at {_short_point(saddle)} "
+    at = " and ".join(f"{_short(e)} ({q:.0%} positive)" for e, q in zip(ends, positive))
+    warnings.warn(f"psi does not tell apart the two attractors that the saddle at {_short(saddle)} "
                   f"leads to: around {at}, where it should have one sign around each and opposite signs. "
                   "Its zero set runs near or through an attractor: psi may be another solution of the "
                   "same equation, not this saddle's separatrix. Check it with seplib.validate_kef; try "

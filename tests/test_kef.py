@@ -132,7 +132,7 @@ def test_a_psi_that_does_not_split_the_attractors_is_warned_of(weights, warns):
     said = [str(w.message) for w in caught if "does not tell apart the two attractors" in str(w.message)]
     assert len(said) == int(warns)
     if warns:
-        assert "(1, 0)" in said[0] and "(-1, 0)" in said[0] and "attractors=" in said[0]
+        assert "[1, 0]" in said[0] and "[-1, 0]" in said[0] and "attractors=" in said[0]
 
 
 def test_auto_eigenvalue_refuses_a_field_without_a_saddle():
