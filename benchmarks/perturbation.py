@@ -9,11 +9,15 @@ smallest flip, the exact minimum (the same solver on the exact separatrix functi
 of brute force by simulation (256 random directions and the straight line to the other
 attractor) with its number of trajectories, and the solver's seconds.
 
-    .venv/bin/python benchmarks/perturbation.py --gru [--rhs squashed] [--states 10]
+    .venv/bin/python benchmarks/perturbation.py --gru [--rhs squashed] [--states 10] [--at-saddle] [--epochs N]
 
 does the same on our 64-unit flip-flop GRU (rnn_params/flipflop_gru_64d) from ``states`` states
 near each memory, where no exact minimum is known: psi's flip against brute force, both checked
-by simulation (``relative_tol=0.5``: the memories are slow manifolds).
+by simulation (``relative_tol=0.5``: the memories are slow manifolds), and psi's flip refined
+along its own direction by bisection on simulated trajectories (``refine_flip``), beside the
+nearest point of the linearisation's hyperplane at the card's saddle, and that push refined too
+(NaN where the refined push does not flip). ``--at-saddle``
+centres the samples on the card's saddle; ``--epochs`` overrides the recipe's 10000.
 """
 import argparse
 import time
@@ -32,6 +36,9 @@ def main():
     ap.add_argument("--states", type=int, default=10)
     ap.add_argument("--directions", type=int, default=256)
     ap.add_argument("--gru", action="store_true", help="the 64-unit GRU instead of bistable_nd")
+    ap.add_argument("--at-saddle", action="store_true",
+                    help="GRU: sampling_region centred on the card's saddle, not the separatrix point")
+    ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     args = ap.parse_args()
     torch.set_num_threads(2)
     if args.gru:
@@ -72,14 +79,21 @@ def gru(args):
     ab = torch.tensor(card["attractors"])
     a, b = ab
     t = time.perf_counter()
-    kef = sl.fit_kef(field, 64, progress=False, device="cpu", **sl.sampling_region(field, a, b, rhs=args.rhs))
-    print(f"GRU-64, {args.rhs}: psi trained in {time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
+    region = sl.sampling_region(field, a, b, rhs=args.rhs,
+                                saddle=torch.tensor(card["saddle"]) if args.at_saddle else None)
+    region["epochs"] = args.epochs or region["epochs"]
+    kef = sl.fit_kef(field, 64, progress=False, device="cpu", **region)
+    where = "the saddle" if args.at_saddle else "the separatrix point"
+    print(f"GRU-64, {args.rhs} at {where}: psi trained in {time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
     gen = torch.Generator().manual_seed(1)
     noise = 0.25 * (b - a).norm() * torch.randn(2, args.states, 64, generator=gen) / 64**0.5
     states = torch.cat((a + noise[0], b + noise[1]))
-    print(f"{'state':>5s} {'memory':>6s} {'psi flip':>9s} {'verdict':>9s} {'brute':>7s} {'trajectories':>12s} "
+    saddle = torch.tensor(card["saddle"])
+    _, w = sl.saddle_normal(field, saddle)
+    print(f"{'state':>5s} {'memory':>6s} {'psi flip':>9s} {'verdict':>9s} {'refined':>8s} {'verdict':>9s} "
+          f"{'traj.':>5s} {'refine s':>8s} {'linear':>7s} {'verdict':>9s} {'refined':>8s} {'brute':>7s} {'trajectories':>12s} "
           f"{'solver s':>8s}")
-    ok = wins = 0
+    ok = wins = refined_ok = refined_wins = linear_ok = 0
     for i, x0 in enumerate(states):
         t = time.perf_counter()
         try:
@@ -89,12 +103,31 @@ def gru(args):
             continue
         seconds = time.perf_counter() - t
         verdict = sl.flip_verdict(field, x0, delta, ab, relative_tol=0.5)
+        t = time.perf_counter()
+        refined, m = sl.refine_flip(field, x0, delta, ab, relative_tol=0.5)
+        refine_seconds = time.perf_counter() - t
+        checked = "-" if refined is None else sl.flip_verdict(field, x0, refined, ab, relative_tol=0.5)
+        linear = -((x0 - saddle) @ w) * w     # the nearest point of the saddle's hyperplane
+        linear_verdict = sl.flip_verdict(field, x0, linear, ab, relative_tol=0.5)
+        linear_ok += linear_verdict == "flips"
+        linear_refined, _ = sl.refine_flip(field, x0, linear, ab, relative_tol=0.5)
+        linear_refined_norm = float("nan") if linear_refined is None else linear_refined.norm().item()
+        if linear_refined is not None and sl.flip_verdict(field, x0, linear_refined, ab, relative_tol=0.5) != "flips":
+            linear_refined_norm = float("nan")
         best, n = brute_force_flip(field, x0, ab, n_directions=args.directions, relative_tol=0.5)
+        brute = float("inf") if best is None else best.norm()
         ok += verdict == "flips"
-        wins += verdict == "flips" and best is not None and delta.norm() <= best.norm()
+        wins += verdict == "flips" and delta.norm() <= brute
+        refined_ok += checked == "flips"
+        refined_wins += checked == "flips" and refined.norm() <= brute
         print(f"{i:5d} {'ab'[i >= args.states]:>6s} {delta.norm():9.4f} {verdict:>9s} "
-              f"{float('nan') if best is None else best.norm():7.4f} {n:12d} {seconds:8.3f}", flush=True)
-    print(f"flips confirmed {ok}/{len(states)}; confirmed and no larger than brute force's on {wins}/{len(states)}")
+              f"{float('nan') if refined is None else refined.norm():8.4f} {checked:>9s} {m:5d} "
+              f"{refine_seconds:8.2f} {linear.norm():7.4f} {linear_verdict:>9s} {linear_refined_norm:8.4f} {brute:7.4f} {n:12d} "
+              f"{seconds:8.3f}", flush=True)
+    print(f"psi's flip: confirmed {ok}/{len(states)}, confirmed and no larger than brute force's on "
+          f"{wins}/{len(states)}; refined along its direction (refine_flip): confirmed {refined_ok}/{len(states)}, "
+          f"confirmed and no larger than brute force's on {refined_wins}/{len(states)}; the linearisation's "
+          f"flip confirmed {linear_ok}/{len(states)}")
 
 
 if __name__ == "__main__":

@@ -13,8 +13,8 @@ The public card (the names a chapter needs, importable from ``seplib``):
               jacobian
     validate  basin_agreement, separatrix_error, validate_kef, grid, segment_clouds
     perturb   smallest_flip (nearest point of psi = 0, optionally masked), flips and
-              flip_verdict (checked by simulation), brute_force_flip (bisection along
-              directions, by simulation)
+              flip_verdict (checked by simulation), refine_flip (psi's direction, the length
+              by simulation), brute_force_flip (bisection along directions, by simulation)
 
 Figures and sliders are imported from their modules:
 
@@ -28,7 +28,7 @@ field returns, what reaches torch.linalg).
 from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, find_saddles, integrate,
                    jacobian, saddle_normal, separatrix_point)
 from .kef import KEF, default_device, fit_kef
-from .perturb import brute_force_flip, flip_verdict, flips, smallest_flip
+from .perturb import brute_force_flip, flip_verdict, flips, refine_flip, smallest_flip
 from .rnn import FlipFlopRNN, book_card, gru_vector_field, load_flipflop_gru
 from .sampling import MultiscaleGaussian, sampling_region, trajectory_pairs
 from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, bistable_nd, curved_bistable,

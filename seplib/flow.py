@@ -124,26 +124,28 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3, relative_t
     return labels.reshape(x.shape[:-1])
 
 
-def _nearer(field, x, a, b, T):
+def _nearer(field, x, a, b, T, relative_tol=None):
     """True where the flow from x goes to b rather than a (by the end state's distance if it has
     not settled by T)."""
-    labels, end = settle(field, x, torch.stack((a, b)), T)
+    labels, end = settle(field, x, torch.stack((a, b)), T, relative_tol=relative_tol)
     nearer_b = (end - b).norm(dim=-1) < (end - a).norm(dim=-1)
     return torch.where(labels >= 0, labels == 1, nearer_b)
 
 
-def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32):
+def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32, relative_tol=None):
     """Bisection for the separatrix crossing along a batch of ``n_curves`` curves.
 
     ``curve(s)`` maps parameters ``s`` (``Tensor[n_curves]`` in [0, 1]) to points
     ``[n_curves, d]``, with ``curve(0)`` in the basin of attractor ``a`` and ``curve(1)`` in that
     of ``b``. Returns the crossing parameters (``Tensor[n_curves]``), each to within 2^-n_iter.
+    ``relative_tol``: see ``settle``; where memories are slow manifolds, it stops each
+    trajectory once it is settled rather than at T.
     """
     lo = torch.zeros(n_curves, dtype=dtype, device=a.device)
     hi = torch.ones_like(lo)
     for _ in range(n_iter):
         mid = (lo + hi) / 2
-        to_b = _nearer(field, curve(mid), a, b, T)
+        to_b = _nearer(field, curve(mid), a, b, T, relative_tol)
         hi = torch.where(to_b, mid, hi)
         lo = torch.where(to_b, lo, mid)
     return (lo + hi) / 2

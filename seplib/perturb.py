@@ -3,7 +3,8 @@
 Once psi is known the separatrix is a level set we can compute with: the smallest perturbation
 delta that flips x0's basin is the nearest point of psi = 0, found by a constrained solver in a
 fraction of a second. By simulation alone one can only try directions one by one
-(``brute_force_flip``); ``flips`` checks any answer by simulation.
+(``brute_force_flip``); ``flips`` checks any answer by simulation, and ``refine_flip`` corrects
+the length of psi's push along its direction, with a dozen simulated trajectories.
 """
 import torch
 
@@ -123,6 +124,36 @@ def flips(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None):
     return flip_verdict(field, x0, delta, attractors, margin, T, relative_tol) == "flips"
 
 
+def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, relative_tol=None):
+    """psi's direction, simulation's length: bisection on simulated trajectories along ``delta``'s
+    direction, out to ``reach`` times |delta|, for where the flow really crosses into the other
+    basin. psi is only as accurate as its training: in many dimensions its zero set can lie a
+    few per cent short of or beyond the separatrix (``flip_verdict`` says "short" or "past"),
+    and the direction is still a good one.
+
+    Returns ``(delta, n_trajectories)``: the push along delta's direction that just crosses
+    (to within ``reach * 2^-n_iter`` of |delta|), and the trajectories simulated (``n_iter + 2``);
+    delta is None if x0 + reach * delta does not reach the other basin either.
+    ``relative_tol``: see ``settle`` (memories on slow manifolds).
+    """
+    field = as_field(field)
+    attractors = torch.as_tensor(attractors, dtype=torch.float32)
+    x0, _ = _check_state(x0, attractors.shape[-1], None)
+    delta = torch.as_tensor(delta, dtype=torch.float32)
+    if delta.shape != x0.shape or not torch.isfinite(delta).all() or not delta.abs().sum() > 0:
+        raise ValueError(f"delta must be a finite nonzero push of shape {tuple(x0.shape)}, e.g. from "
+                         f"sl.smallest_flip; got shape {tuple(delta.shape)}")
+    if not reach > 1:
+        raise ValueError(f"reach must be > 1 (how far past |delta| to look), got {reach!r}")
+    own, far = _labels(field, torch.stack((x0, x0 + reach * delta)), attractors, T, relative_tol).tolist()
+    own = _in_a_basin(own)
+    if far < 0 or far == own:
+        return None, 2
+    s = bisect(field, lambda s: x0 + reach * s[:, None] * delta, attractors[own], attractors[far], 1, T,
+               n_iter, relative_tol=relative_tol)
+    return reach * s[0] * delta, n_iter + 2
+
+
 def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=None, T=60.0, n_iter=20,
                      seed=0, relative_tol=None):
     """The smallest flip that simulation alone finds: bisection on simulated trajectories along
@@ -150,7 +181,7 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     if len(u) == 0:
         return None, used
     a, b = attractors[own], attractors[ends[flipped][0]]
-    s = bisect(field, lambda s: x0 + reach * s[:, None] * u, a, b, len(u), T, n_iter)
+    s = bisect(field, lambda s: x0 + reach * s[:, None] * u, a, b, len(u), T, n_iter, relative_tol=relative_tol)
     used += n_iter * len(u)
     delta = reach * s[:, None] * u
     return delta[delta.norm(dim=-1).argmin()], used

@@ -68,3 +68,28 @@ def test_steps_that_cycle_where_psi_saturates_are_retried_with_less_damping():
     delta = sl.smallest_flip(psi, torch.tensor([-1.5, 0.3]))
     expected = torch.tensor([1.5 + math.atanh(0.5) / 3, 0.0])
     torch.testing.assert_close(delta, expected, atol=1e-4, rtol=0)
+
+
+def test_refine_flip_corrects_a_push_that_falls_short_or_goes_past():
+    system = sl.bistable_2d()                       # separatrix x = 0
+    attractors = torch.tensor(system.attractors)
+    x0 = torch.tensor([-0.6, 0.8])
+    for wrong in (0.1, -0.2):                       # psi's zero set at x = -0.1, then at x = 0.2
+        delta = smallest_flip(lambda x: x[..., 0] + wrong, x0)
+        assert sl.flip_verdict(system, x0, delta, attractors) == ("short" if wrong > 0 else "past")
+        refined, n = sl.refine_flip(system, x0, delta, attractors)
+        assert n == 14 and abs(refined[0] - 0.6) < 2e-3 and abs(refined[1]) < 1e-6
+        assert sl.flip_verdict(system, x0, refined, attractors) == "flips"
+
+
+def test_refine_flip_says_when_the_direction_never_flips_and_refuses_bad_input():
+    system = sl.bistable_2d()
+    attractors = torch.tensor(system.attractors)
+    x0 = torch.tensor([-0.6, 0.8])
+    assert sl.refine_flip(system, x0, torch.tensor([0.0, -0.5]), attractors) == (None, 2)  # along y: same basin
+    with pytest.raises(ValueError, match="finite nonzero push"):
+        sl.refine_flip(system, x0, torch.zeros(2), attractors)
+    with pytest.raises(ValueError, match="finite nonzero push"):
+        sl.refine_flip(system, x0, torch.tensor([float("nan"), 0.0]), attractors)
+    with pytest.raises(ValueError, match="reach must be > 1"):
+        sl.refine_flip(system, x0, torch.tensor([0.5, 0.0]), attractors, reach=0.5)
