@@ -107,7 +107,7 @@ def _score(name, kef, field, a, b, x, labels, s_true, seconds, seed):
     return row, err["s_true"]
 
 
-def run_gru(seeds, objectives, reference=True, at_saddle=False, epochs=None):
+def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None):
     model = sl.load_flipflop_gru(name="flipflop_gru_64d")
     card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
     field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
@@ -124,10 +124,10 @@ def run_gru(seeds, objectives, reference=True, at_saddle=False, epochs=None):
     for seed in seeds:
         for rhs in objectives:
             t = time.perf_counter()
-            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=saddle if at_saddle else None)
+            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=None if at_point else "auto")
             region["epochs"] = epochs or region["epochs"]
             kef = sl.fit_kef(field, 64, progress=False, device="cpu", seed=seed, **region)
-            name = rhs + ("@saddle" if at_saddle else "")
+            name = rhs + ("@point" if at_point else "")
             rows.append(_score(name, kef, field, a, b, x, labels, s_true, time.perf_counter() - t, seed)[0])
         if reference:
             torch.manual_seed(seed)       # the residual MLP's initial weights
@@ -148,15 +148,15 @@ def main():
     ap.add_argument("--no-simulation", action="store_true", help="skip timing basin_labels")
     ap.add_argument("--gru", action="store_true", help="the 64-unit GRU instead of bistable_nd")
     ap.add_argument("--no-reference", action="store_true", help="GRU: skip the reference recipe")
-    ap.add_argument("--at-saddle", action="store_true",
-                    help="GRU: sampling_region centred on the card's saddle, not the separatrix point")
+    ap.add_argument("--at-point", action="store_true",
+                    help="GRU: sampling_region(saddle=None): the separatrix point and the sampled rate")
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
     seeds = [int(v) for v in args.seeds.split(",")]
     if args.gru:
-        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_saddle, args.epochs)
+        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_point, args.epochs)
     for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
             rows += run(dim, seed, args.rhs.split(","), not args.no_simulation)

@@ -9,15 +9,16 @@ smallest flip, the exact minimum (the same solver on the exact separatrix functi
 of brute force by simulation (256 random directions and the straight line to the other
 attractor) with its number of trajectories, and the solver's seconds.
 
-    .venv/bin/python benchmarks/perturbation.py --gru [--rhs squashed] [--states 10] [--at-saddle] [--epochs N]
+    .venv/bin/python benchmarks/perturbation.py --gru [--rhs squashed] [--states 10] [--at-point] [--epochs N]
 
 does the same on our 64-unit flip-flop GRU (rnn_params/flipflop_gru_64d) from ``states`` states
 near each memory, where no exact minimum is known: psi's flip against brute force, both checked
 by simulation (``relative_tol=0.5``: the memories are slow manifolds), and psi's flip refined
 along its own direction by bisection on simulated trajectories (``refine_flip``), beside the
 nearest point of the linearisation's hyperplane at the card's saddle, and that push refined too
-(NaN where the refined push does not flip). ``--at-saddle``
-centres the samples on the card's saddle; ``--epochs`` overrides the recipe's 10000.
+(NaN where the refined push does not flip). ``--at-point``
+centres the samples on the separatrix point, not the saddle; ``--epochs`` overrides the
+recipe's 10000.
 """
 import argparse
 import time
@@ -36,8 +37,8 @@ def main():
     ap.add_argument("--states", type=int, default=10)
     ap.add_argument("--directions", type=int, default=256)
     ap.add_argument("--gru", action="store_true", help="the 64-unit GRU instead of bistable_nd")
-    ap.add_argument("--at-saddle", action="store_true",
-                    help="GRU: sampling_region centred on the card's saddle, not the separatrix point")
+    ap.add_argument("--at-point", action="store_true",
+                    help="GRU: sampling_region(saddle=None): the separatrix point and the sampled rate")
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -79,11 +80,10 @@ def gru(args):
     ab = torch.tensor(card["attractors"])
     a, b = ab
     t = time.perf_counter()
-    region = sl.sampling_region(field, a, b, rhs=args.rhs,
-                                saddle=torch.tensor(card["saddle"]) if args.at_saddle else None)
+    region = sl.sampling_region(field, a, b, rhs=args.rhs, saddle=None if args.at_point else "auto")
     region["epochs"] = args.epochs or region["epochs"]
     kef = sl.fit_kef(field, 64, progress=False, device="cpu", **region)
-    where = "the saddle" if args.at_saddle else "the separatrix point"
+    where = "the separatrix point" if args.at_point else "the saddle"
     print(f"GRU-64, {args.rhs} at {where}: psi trained in {time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
     gen = torch.Generator().manual_seed(1)
     noise = 0.25 * (b - a).norm() * torch.randn(2, args.states, 64, generator=gen) / 64**0.5

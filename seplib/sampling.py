@@ -1,11 +1,12 @@
 """Where KEF training puts its samples: a multi-scale Gaussian, and pairs of states along
 trajectories that start from it."""
 import math
+import warnings
 
 import torch
 
-from ._guards import as_field
-from .flow import expansion_rate, find_saddles, integrate, separatrix_point
+from ._guards import _short, as_field
+from .flow import expansion_rate, find_saddles, integrate, saddle_normal, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
 DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
@@ -72,35 +73,41 @@ def sampled_saddles(field, sampler, seed=0, device="cpu"):
     return find_saddles(field, x.reshape(-1, sampler.dim))
 
 
-def sampling_region(field, a, b, rhs="standard", T=60.0, saddle=None):
+def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto"):
     """How to train psi for the separatrix between attractors ``a`` and ``b``, in any dimension:
     a dict of ``fit_kef`` keyword arguments.
 
         a, b = sl.find_attractors(field, dim)
-        kef = sl.fit_kef(field, dim, **sl.sampling_region(field, a, b, rhs="squashed"))
+        kef = sl.fit_kef(field, dim, **sl.sampling_region(field, a, b))
 
-    - Where: Gaussians centred on the separatrix point of the segment from a to b (bisection on
-      the ODE), with covariance |b - a|^2 (I / d + e e^T), e the unit vector from a to b. The
-      first term puts the scale-1 cloud at about |b - a| from the centre whatever d is; the
+    - Where: Gaussians with covariance |b - a|^2 (I / d + e e^T), e the unit vector from a to b.
+      The first term puts the scale-1 cloud at about |b - a| from the centre whatever d is; the
       second spreads it along the segment. Without it almost every sample of a curved
       separatrix's region lies in one basin in many dimensions (a random direction is nearly
       orthogonal to b - a), and psi's sign there follows no basin.
+    - Centred on the saddle, where the separatrix is pinned. ``saddle="auto"`` finds it:
+      ``find_saddles`` (Newton's method on f = 0) from such Gaussians around the separatrix
+      point of the segment (bisection on the ODE), the saddle nearest that point if several.
+      Where it finds none it warns and centres on the separatrix point. ``saddle`` may also be
+      a point (from ``find_saddle`` or a network's card), or None: the separatrix point, with
+      lambda from the flow's expansion rate over the samples (``sampled_expansion_rate``).
+    - lambda from the saddle's unstable rate mu: mu itself for the squashed objective,
+      ``AUTO_EIGENVALUE_RATIO`` (0.4) times it for the standard one, as fit_kef does in two
+      dimensions.
     - How: no trajectory pairs (``flow_time=None``: in many dimensions they pull psi's zero set
-      off the separatrix), 10000 epochs with no early stop at a learning rate of 1e-2 (more
+      off the separatrix), 10000 epochs with no early stop, at a learning rate of 1e-2 (more
       than ``fit_kef``'s 3e-3: it moved the standard objective's zero set onto the separatrix
-      at d = 32), and lambda from the flow's expansion rate over the samples
-      (``sampled_expansion_rate``, no Newton search for the saddle in d dimensions): the rate
-      itself for the squashed objective, ``AUTO_EIGENVALUE_RATIO`` (0.4) times it for the
-      standard one.
-    - ``saddle`` (a point, from ``find_saddle`` or a network's card), if given, centres the
-      Gaussians there instead: where the segment does not cross the separatrix at the saddle
-      (the 64-unit GRU: 1.16 away, |b - a| = 5.57) it took the standard objective's worst median
-      crossing error over three seeds from 3.0% to 0.7% of |b - a|. Finding the saddle costs
-      more than the rest (24 s on that GRU), so it is not found here.
-    The figures behind these choices are in benchmarks/RESULTS.md (section 4).
+      at d = 32).
+    On bistable_nd the separatrix point is the saddle and the sampled rate is its rate. On our
+    64-unit GRU the separatrix point is 1.16 from the saddle (|b - a| = 5.57), and the sampled
+    rate is 2.3 times the saddle's: there the saddle took the median crossing error from 3% of
+    |b - a| to 0.2-0.4%. The figures behind these choices are in benchmarks/RESULTS.md
+    (section 4).
     """
     if rhs not in ("standard", "squashed"):
         raise ValueError(f"rhs must be 'standard' or 'squashed', got {rhs!r}")
+    if isinstance(saddle, str) and saddle != "auto":
+        raise ValueError(f"saddle must be 'auto', None or a point, got {saddle!r}")
     a = torch.as_tensor(a, dtype=torch.float32).flatten()
     b = torch.as_tensor(b, dtype=a.dtype).flatten()
     if a.shape != b.shape or not (torch.isfinite(a).all() and torch.isfinite(b).all()):
@@ -111,18 +118,35 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle=None):
         raise ValueError("a and b are the same point: give two distinct attractors")
     d = len(a)
     e = (b - a) / distance
-    if saddle is None:
-        mean = separatrix_point(field, a, b, T)
-    else:
+    cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
+    if saddle is None or isinstance(saddle, str):
+        # to 2^-12 of |b - a| where Newton's method then finds the saddle; 30 halvings otherwise
+        mean = separatrix_point(field, a, b, T, n_iter=12 if saddle == "auto" else 30)
+        sampler = MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov)
+        found = sampled_saddles(field, sampler)[0] if saddle == "auto" else None
+        if found is not None and len(found):
+            saddle = found[(found - mean).norm(dim=-1).argmin()]
+        else:
+            if found is not None:
+                warnings.warn("sampling_region found no saddle near the separatrix point (Newton's method "
+                              "on f = 0 from the samples reached none with one unstable direction), so the "
+                              f"samples are centred on the separatrix point {_short(mean)} and lambda comes "
+                              "from the flow's expansion rate over them. Pass saddle= (e.g. from "
+                              "sl.find_saddle) if you know it", RuntimeWarning, stacklevel=2)
+            rate, saddle = sampled_expansion_rate(field, sampler), None
+    if saddle is not None:
         mean = torch.as_tensor(saddle, dtype=a.dtype).flatten()
         if mean.shape != a.shape or not torch.isfinite(mean).all():
             raise ValueError(f"saddle must be a finite point of dimension {d} (e.g. from sl.find_saddle), "
                              f"got shape {tuple(mean.shape)}")
-    cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
+        rate, _ = saddle_normal(field, mean)
+        if not rate > 0:
+            raise ValueError(f"the flow pulls no states apart at saddle={_short(mean)} (largest real part "
+                             f"of the Jacobian's eigenvalues {rate:.3g}): it is not a saddle. Give the "
+                             "saddle on the separatrix (sl.find_saddle), or saddle=None")
     region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": None, "epochs": 10000, "tol": None,
               "lr": 1e-2}
     from .kef import AUTO_EIGENVALUE_RATIO   # kef imports this module
-    rate = sampled_expansion_rate(field, MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov))
     region["eigenvalue"] = rate if rhs == "squashed" else AUTO_EIGENVALUE_RATIO * rate
     return region
 

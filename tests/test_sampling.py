@@ -110,14 +110,40 @@ def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss()
     assert sl.basin_agreement(isotropic, x, exact) < 0.9
 
 
-def test_sampling_region_centres_on_a_given_saddle():
-    system = sl.curved_bistable(1.0)   # the segment crosses the separatrix x = y^2 at the saddle
-    a, b = torch.tensor(system.attractors)
-    at_point = sl.sampling_region(system, a, b)
-    off = torch.tensor([0.25, 0.5])    # a point of the separatrix off the segment, standing in
-    at_off = sl.sampling_region(system, a, b, saddle=off)
-    assert torch.equal(at_off["mean"], off) and torch.equal(at_off["cov"], at_point["cov"])
+def test_sampling_region_centres_on_the_saddle_it_finds_or_is_given():
+    # the book's 2-unit GRU: the segment between the memories crosses the separatrix 0.03 from
+    # the saddle
+    model, card = sl.load_flipflop_gru(), sl.book_card("flipflop_gru_2d")
+    field = sl.gru_vector_field(model, speed=card["field"]["speed"])
+    a, b = torch.tensor(card["attractors"])
+    saddle = torch.tensor(card["saddle"])
+    rate, _ = sl.saddle_normal(field, saddle)
+    found = sl.sampling_region(field, a, b)
+    assert (found["mean"] - saddle).norm() < 1e-4
+    assert found["eigenvalue"] == pytest.approx(0.4 * rate, rel=1e-4)
+    assert sl.sampling_region(field, a, b, rhs="squashed")["eigenvalue"] == pytest.approx(rate, rel=1e-4)
+    at_point = sl.sampling_region(field, a, b, saddle=None)   # the separatrix point, on the segment
+    torch.testing.assert_close(at_point["mean"], torch.tensor(card["separatrix_point"]), atol=1e-4, rtol=0)
+    given = sl.sampling_region(field, a, b, saddle=saddle)
+    assert torch.equal(given["mean"], saddle) and torch.equal(given["cov"], found["cov"])
+    with pytest.raises(ValueError, match="it is not a saddle"):
+        sl.sampling_region(field, a, b, saddle=a)             # an attractor pulls nothing apart
     with pytest.raises(ValueError, match="saddle must be a finite point of dimension 2"):
-        sl.sampling_region(system, a, b, saddle=[0.0, 0.0, 0.0])
+        sl.sampling_region(field, a, b, saddle=[0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="saddle must be a finite point"):
-        sl.sampling_region(system, a, b, saddle=[float("nan"), 0.0])
+        sl.sampling_region(field, a, b, saddle=[float("nan"), 0.0])
+    with pytest.raises(ValueError, match="saddle must be 'auto', None or a point"):
+        sl.sampling_region(field, a, b, saddle="nearest")
+
+
+def test_sampling_region_says_when_it_finds_no_saddle():
+    # f vanishes to third order at the origin: no saddle with one unstable direction there
+    def field(x):
+        return torch.stack((x[..., 0] ** 3 * (1 - x[..., 0] ** 2), -x[..., 1]), dim=-1)
+
+    a, b = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
+    with pytest.warns(RuntimeWarning, match="found no saddle near the separatrix point"):
+        region = sl.sampling_region(field, a, b)
+    assert region["mean"].norm() < 1e-3 and region["eigenvalue"] > 0.01
+    saddles, _ = sl.find_saddles(field, region["mean"] + 0.3 * torch.randn(500, 2))
+    assert len(saddles) == 0
