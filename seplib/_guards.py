@@ -66,5 +66,7 @@ def finite_or_raise(tensor, what, where, fix, points=None):
 
 
 def _short(x, n=6):
-    values = [f"{v:.4g}" for v in x.flatten()[:n].tolist()]
+    """The first ``n`` entries of x for a message, 4 digits each; entries below 1e-30 in size
+    (float32 denormals, rounding noise of a zero) print as 0."""
+    values = [f"{0.0 if abs(v) < 1e-30 else v:.4g}" for v in x.flatten()[:n].tolist()]
     return "[" + ", ".join(values) + (", ...]" if x.numel() > n else "]")

@@ -118,3 +118,9 @@ def test_another_dtype_is_converted():
     assert kef(torch.zeros(3, 2)).dtype == torch.float32
     ends = sl.integrate(lambda x: field(x).numpy().astype(np.float64), torch.ones(4, 2), [0.0, 1.0])
     assert ends.dtype == torch.float32 and torch.isfinite(ends).all()
+
+
+def test_messages_print_denormals_as_zero_and_keep_nan_and_inf():
+    from seplib._guards import _short
+    x = torch.tensor([-1.401e-45, 0.5, float("nan"), float("inf"), 2e-31, 1e-29, 7.0])
+    assert _short(x) == "[0, 0.5, nan, inf, 0, 1e-29, ...]"
