@@ -94,6 +94,14 @@ def gru(args):
           f"{'traj.':>5s} {'refine s':>8s} {'linear':>7s} {'verdict':>9s} {'refined':>8s} {'brute':>7s} {'trajectories':>12s} "
           f"{'solver s':>8s}")
     ok = wins = refined_ok = refined_wins = linear_ok = 0
+
+    def refine(x0, push):   # (refined push or None, trajectories, seconds, its verdict or "-")
+        t = time.perf_counter()
+        refined, m = sl.refine_flip(field, x0, push, ab, relative_tol=0.5)
+        seconds = time.perf_counter() - t
+        verdict = "-" if refined is None else sl.flip_verdict(field, x0, refined, ab, relative_tol=0.5)
+        return refined, m, seconds, verdict
+
     for i, x0 in enumerate(states):
         t = time.perf_counter()
         try:
@@ -103,17 +111,12 @@ def gru(args):
             continue
         seconds = time.perf_counter() - t
         verdict = sl.flip_verdict(field, x0, delta, ab, relative_tol=0.5)
-        t = time.perf_counter()
-        refined, m = sl.refine_flip(field, x0, delta, ab, relative_tol=0.5)
-        refine_seconds = time.perf_counter() - t
-        checked = "-" if refined is None else sl.flip_verdict(field, x0, refined, ab, relative_tol=0.5)
+        refined, m, refine_seconds, checked = refine(x0, delta)
         linear = -((x0 - saddle) @ w) * w     # the nearest point of the saddle's hyperplane
         linear_verdict = sl.flip_verdict(field, x0, linear, ab, relative_tol=0.5)
         linear_ok += linear_verdict == "flips"
-        linear_refined, _ = sl.refine_flip(field, x0, linear, ab, relative_tol=0.5)
-        linear_refined_norm = float("nan") if linear_refined is None else linear_refined.norm().item()
-        if linear_refined is not None and sl.flip_verdict(field, x0, linear_refined, ab, relative_tol=0.5) != "flips":
-            linear_refined_norm = float("nan")
+        linear_refined, _, _, linear_checked = refine(x0, linear)
+        linear_refined_norm = linear_refined.norm().item() if linear_checked == "flips" else float("nan")
         best, n = brute_force_flip(field, x0, ab, n_directions=args.directions, relative_tol=0.5)
         brute = float("inf") if best is None else best.norm()
         ok += verdict == "flips"
