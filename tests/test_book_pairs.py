@@ -8,6 +8,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
 CHAPTERS = sorted((ROOT / "book").glob("[0-9]*.md"))
+PAIRS = CHAPTERS + [ROOT / "book" / "bibliography.md"]   # the bibliography has no code, but opens in Colab too
 REPO = yaml.safe_load((ROOT / "_config.yml").read_text())["repository"]["url"].rstrip("/")
 
 
@@ -26,13 +27,13 @@ def test_every_chapter_is_a_pair_and_in_the_toc():
         assert f"book/{md.stem}" in toc
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAIRS, ids=lambda p: p.stem)
 def test_md_and_ipynb_have_the_same_cells(md):
     assert cells(md) == cells(md.with_suffix(".ipynb")), (
         f"{md.name} and its .ipynb differ: edit one, then `jupytext --sync book/{md.name}`")
 
 
-@pytest.mark.parametrize("md", CHAPTERS, ids=lambda p: p.stem)
+@pytest.mark.parametrize("md", PAIRS, ids=lambda p: p.stem)
 def test_ipynb_is_committed_without_outputs(md):
     nb = jupytext.read(md.with_suffix(".ipynb"))
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
