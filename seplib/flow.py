@@ -71,6 +71,11 @@ def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12, relative_tol=None)
     ``relative_tol`` (for memories on slow manifolds, where a trajectory stops somewhere along
     the manifold and never within ``tol`` of the point that stands for it): a point also counts
     as settled once it is within ``relative_tol`` times its distance to every other attractor.
+    So it also labels a state that still lingers near a saddle, before the state leaves, where
+    the saddle is closer to one attractor than ``relative_tol`` times its distance to the other.
+    On x' = x - x^3 + 0.3, y' = -y the saddle is 0.45 from one attractor and 1.46 from the
+    other, and 0.5 moved the crossing that bisection finds between them by 0.003 of their
+    distance. On our 64-unit GRU the saddle is 3.22 from one memory and 2.80 from the other.
 
     Time advances in ``chunks`` steps, and only the points still moving are integrated further:
     most points settle early, so the stiff or slow few do not set the pace for all.
