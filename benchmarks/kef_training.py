@@ -20,6 +20,7 @@ from torch import nn
 
 import seplib as sl
 from seplib.rnn import BOOK_CHECKPOINT
+from seplib.sampling import DEFAULT_SCALES
 
 REFERENCE = {"standard": dict(epochs=1500, balance=1e-2), "squashed": dict(epochs=1000, balance=5e-2)}
 SCALES = [0.01, 0.1, 0.5, 1.0, 2.0, 4.0]   # the reference tutorial's, kept apart from seplib's defaults
@@ -125,8 +126,11 @@ def accuracy(kef, field, attractors, truth, basins_first=False):
 def ground_truth(field, attractors):
     _, _, grid_points = sl.grid((-BOX, -BOX), (BOX, BOX), 201)
     grid_labels = sl.basin_labels(field, grid_points, attractors)
-    # samples of the training mixture: seplib's default scales
-    mix = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(1)).reshape(-1, 2)
+    # 500 samples of each of the training mixture's Gaussians, N(0, s I) for seplib's default
+    # scales s, drawn here, so the test points stay put when the library's sampler changes
+    z = torch.randn(len(DEFAULT_SCALES), 500, 2, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    scales = torch.tensor(DEFAULT_SCALES, dtype=torch.float64)
+    mix = (z * scales.sqrt()[:, None, None]).float().reshape(-1, 2)
     mix_labels = sl.basin_labels(field, mix, attractors)
     # the true crossings, bisected once: any psi's separatrix_error returns them, with the
     # same curves that every later call uses
