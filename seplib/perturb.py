@@ -38,6 +38,21 @@ def _check_state(x0, dim, mask):
     return x0, mask.to(x0.dtype)
 
 
+def _check_delta(delta, x0, nonzero):
+    """delta as float32, or ValueError unless it is finite (and nonzero), shaped like x0."""
+    delta = torch.as_tensor(delta, dtype=torch.float32)
+    if delta.shape != x0.shape:
+        problem = f"shape {tuple(delta.shape)}"
+    elif not torch.isfinite(delta).all():
+        problem = "NaN or inf entries"
+    elif nonzero and not delta.abs().sum() > 0:
+        problem = "all zeros"
+    else:
+        return delta
+    raise ValueError(f"delta must be a finite{' nonzero' if nonzero else ''} push of shape {tuple(x0.shape)}, "
+                     f"e.g. from sl.smallest_flip; got {problem}")
+
+
 def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-5, seed=0):
     """The smallest-norm delta with psi(x0 + delta) = 0: the nearest point of psi's zero set.
 
@@ -106,7 +121,8 @@ def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol
     see ``settle`` (memories on slow manifolds)."""
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
-    x0, delta = torch.as_tensor(x0, dtype=torch.float32), torch.as_tensor(delta, dtype=torch.float32)
+    x0, _ = _check_state(x0, attractors.shape[-1], None)
+    delta = _check_delta(delta, x0, nonzero=False)
     own, short, past = _labels(field, torch.stack((x0, x0 + (1 - margin) * delta, x0 + (1 + margin) * delta)),
                                attractors, T, relative_tol).tolist()
     _in_a_basin(own)
@@ -139,10 +155,7 @@ def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, rela
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
     x0, _ = _check_state(x0, attractors.shape[-1], None)
-    delta = torch.as_tensor(delta, dtype=torch.float32)
-    if delta.shape != x0.shape or not torch.isfinite(delta).all() or not delta.abs().sum() > 0:
-        raise ValueError(f"delta must be a finite nonzero push of shape {tuple(x0.shape)}, e.g. from "
-                         f"sl.smallest_flip; got shape {tuple(delta.shape)}")
+    delta = _check_delta(delta, x0, nonzero=True)
     if not reach > 1:
         raise ValueError(f"reach must be > 1 (how far past |delta| to look), got {reach!r}")
     own, far = _labels(field, torch.stack((x0, x0 + reach * delta)), attractors, T, relative_tol).tolist()

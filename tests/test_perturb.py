@@ -93,3 +93,16 @@ def test_refine_flip_says_when_the_direction_never_flips_and_refuses_bad_input()
         sl.refine_flip(system, x0, torch.tensor([float("nan"), 0.0]), attractors)
     with pytest.raises(ValueError, match="reach must be > 1"):
         sl.refine_flip(system, x0, torch.tensor([0.5, 0.0]), attractors, reach=0.5)
+
+
+def test_flip_verdict_refuses_non_finite_states_before_integrating():
+    system = sl.bistable_2d()
+    attractors = torch.tensor(system.attractors)
+    x0 = torch.tensor([-0.6, 0.8])
+    with pytest.raises(ValueError, match="finite push"):
+        sl.flip_verdict(system, x0, torch.tensor([float("inf"), 0.0]), attractors)
+    with pytest.raises(ValueError, match="finite push of shape"):
+        sl.flip_verdict(system, x0, torch.zeros(3), attractors)
+    with pytest.raises(ValueError, match="x0 has NaN"):
+        sl.flips(system, torch.tensor([float("nan"), 0.8]), torch.tensor([0.5, 0.0]), attractors)
+    assert sl.flip_verdict(system, x0, torch.zeros(2), attractors) == "short"   # no push: x0's basin
