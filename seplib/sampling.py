@@ -48,8 +48,8 @@ class MultiscaleGaussian:
         self._chol = chol
 
     def sample(self, n, generator=None, dtype=torch.float32, device="cpu"):
-        # drawn in float32: torch's float64 normals cost 4 times as much, a quarter of a
-        # 128-dimensional epoch (benchmarks/RESULTS.md); then shifted and scaled in ``dtype``
+        # normals drawn in float32, which torch makes much faster than float64 ones: in many
+        # dimensions they were a large part of an epoch (benchmarks/RESULTS.md, section 6)
         z = torch.randn(len(self.scales), n, self.dim, generator=generator, dtype=torch.float32).to(dtype)
         chol, scales = self._chol.to(dtype), self.scales.sqrt().to(dtype)
         x = self.mean.to(dtype) + (z @ chol.T) * scales[:, None, None]
