@@ -9,7 +9,8 @@ equal to its plain twin, and benchmarks/fast_kernels.py measures what each buys
   backward written out; twin: forward-mode AD (``kef.directional_derivative`` on other modules).
 - ``loss_and_grad``: the loss of a named objective and its gradient in psi and grad psi . f;
   twin: autograd through ``kef.kef_loss`` and ``kef.pair_loss``.
-- ``FlatAdam``: Adam on one flat buffer holding every parameter; twin: ``torch.optim.Adam``.
+- ``FlatAdam``: Adam on one flat buffer holding every parameter; twin: ``torch.optim.Adam``
+  (the same steps, but where its update clipping acts).
 """
 import math
 
@@ -181,9 +182,16 @@ class FlatAdam:
     """Adam (Kingma and Ba) with the learning rate given at each step, on all the parameters at
     once: they are moved into one flat buffer, so a step is a handful of tensor operations
     whatever the number of layers, and ``flat`` is the whole network's weights, which fit_kef
-    averages and swaps in one copy. torch.optim.Adam takes the same steps."""
+    averages and swaps in one copy. torch.optim.Adam takes the same steps, but for one thing.
 
-    def __init__(self, params, betas=(0.9, 0.999), eps=1e-8):
+    Update clipping (Shazeer and Stern's Adafactor): where the root mean square of Adam's
+    update m / sqrt(v) over all the weights exceeds ``clip``, the update is scaled down to it.
+    In steady training it stays below 1 and nothing changes; after a sudden jump of the
+    gradient it reaches about 3, and at a learning rate of 1e-2 such steps threw a 64-D fit
+    onto the trivial psi, from which it took thousands of epochs to come back
+    (benchmarks/RESULTS.md, section 4). ``clipped`` counts the steps it scaled."""
+
+    def __init__(self, params, betas=(0.9, 0.999), eps=1e-8, clip=1.0):
         self.params = [p for p in params if p.requires_grad]
         if len({(p.dtype, p.device) for p in self.params}) > 1:
             raise ValueError("the model's parameters must share one dtype and device")
@@ -192,6 +200,7 @@ class FlatAdam:
             p.data = part.view_as(p)  # the parameters become views of the flat buffer
         self.m, self.v = torch.zeros_like(self.flat), torch.zeros_like(self.flat)
         (self.beta1, self.beta2), self.eps, self.steps = betas, eps, 0
+        self.clip, self.clipped = clip, 0
 
     def step(self, lr):
         """One update from the parameters' .grad, which it then clears."""
@@ -203,6 +212,11 @@ class FlatAdam:
         self.m.lerp_(g, 1 - self.beta1)
         self.v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
         denom = self.v.sqrt().div_(math.sqrt(1 - self.beta2**self.steps)).add_(self.eps)
-        self.flat.addcdiv_(self.m, denom, value=-lr / (1 - self.beta1**self.steps))
+        scale = lr / (1 - self.beta1**self.steps)
+        if self.clip is not None:
+            rms = (self.m / denom).square().mean().sqrt().item() / (1 - self.beta1**self.steps)
+            if rms > self.clip:
+                scale, self.clipped = scale * self.clip / rms, self.clipped + 1
+        self.flat.addcdiv_(self.m, denom, value=-scale)
 
 

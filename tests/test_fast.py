@@ -109,3 +109,24 @@ def test_fit_kefs_adam_takes_torch_adams_steps():
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.allclose(p, q, atol=1e-6)
     assert not torch.allclose(a[0].weight, start[0].weight, atol=1e-3)  # and they did move
+
+
+def test_flat_adam_clips_the_update_after_a_sudden_jump_of_the_gradient():
+    from seplib._fast import FlatAdam
+    gen = torch.Generator().manual_seed(0)
+    noise = torch.randn(2000, 500, generator=gen)
+    steps = {}
+    for clip in (1.0, None):
+        w = torch.nn.Parameter(torch.zeros(500))
+        opt = FlatAdam([w], clip=clip)
+        for k in range(2000):   # noisy small gradients: no step is clipped
+            w.grad = 1e-3 * noise[k]
+            opt.step(1e-2)
+        assert opt.clipped == 0
+        before = w.detach().clone()
+        w.grad = torch.ones(500)   # a thousand times larger, and of one sign
+        opt.step(1e-2)
+        steps[clip] = (w.detach() - before).square().mean().sqrt().item()
+        assert opt.clipped == (1 if clip else 0)
+    assert steps[1.0] == pytest.approx(1e-2, rel=1e-4)   # the update's RMS is clip times lr
+    assert steps[None] > 2.5e-2                          # plain Adam's is about 3 times that
