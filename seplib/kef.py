@@ -438,11 +438,12 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
     ``scales``, and takes one Adam step whose learning rate decays from ``lr`` to ``lr / 100``
     over ``epochs`` (cosine); a step whose update has a root mean square above 1 (a sudden jump
-    of the gradient) is scaled down to it (``_fast.FlatAdam``). ``mean="auto"`` centres the Gaussians on the saddle the flow has
-    among samples of N(0, s * cov) (``find_saddles``; several: their centre), since the separatrix
-    passes through it; ``mean=None`` is the origin. ``eigenvalue="auto"`` sets lambda to 0.4 times
-    that saddle's unstable rate. Where no saddle is found, both fall back with a warning that says
-    so (the origin, and the flow's largest expansion rate over the samples).
+    of the gradient) is scaled down to it (``_fast.FlatAdam``). ``mean="auto"`` centres the
+    Gaussians on the saddle the flow has among samples of N(0, s * cov) (``find_saddles``;
+    several: their centre), since the separatrix passes through it; ``mean=None`` is the
+    origin. ``eigenvalue="auto"`` sets lambda to 0.4 times that saddle's unstable rate. Where
+    no saddle is found, both fall back with a warning that says so (the origin, and the flow's
+    largest expansion rate over the samples).
 
     Each step also takes ``batch_size`` pairs of states (x(0), x(t)) from trajectories of
     ``PAIR_STARTS`` samples per scale, t up to ``flow_time`` (``"auto"``: 1 / (2 lambda)), and
