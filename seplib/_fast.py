@@ -212,9 +212,10 @@ class FlatAdam:
         self.m.lerp_(g, 1 - self.beta1)
         self.v.mul_(self.beta2).addcmul_(g, g, value=1 - self.beta2)
         denom = self.v.sqrt().div_(math.sqrt(1 - self.beta2**self.steps)).add_(self.eps)
-        scale = lr / (1 - self.beta1**self.steps)
+        correction = 1 - self.beta1**self.steps   # m's bias correction
+        scale = lr / correction
         if self.clip is not None:
-            rms = (self.m / denom).square().mean().sqrt().item() / (1 - self.beta1**self.steps)
+            rms = (self.m / denom).square().mean().sqrt().item() / correction
             if rms > self.clip:
                 scale, self.clipped = scale * self.clip / rms, self.clipped + 1
         self.flat.addcdiv_(self.m, denom, value=-scale)
