@@ -35,6 +35,8 @@ AUTO_FLOW_TIME = 0.5
 PAIR_STARTS = 2560         # trajectories per scale for the pairs; also the stop rule's probes
 PAIR_LOG_SCALE = 0.1       # the standard objective's pairs compared on asinh(psi / 0.1)
 SAMPLE_BLOCK = 100         # epochs whose samples (and f at them) are drawn in one call
+FIELD_CHUNK = 4096         # rows per call of the field: on CPU a large batch's fresh buffers cost
+                           # more than the arithmetic (benchmarks/RESULTS.md, section 6)
 STOP_CHECK_EVERY = 500     # epochs between the stop rule's checks
 STOP_PAIR_DISAGREEMENT = 5e-3   # at most this fraction of pairs with psi's sign differing
 AVERAGE_DECAY = 0.999      # the returned psi: a running average of the weights
@@ -307,7 +309,7 @@ class _Batches:
         dim, b = self.sampler.dim, self.batch
         xs = self.sampler.sample(k * b, self.gen, device=self.device)
         with torch.no_grad():
-            fxs = self.field(xs)
+            fxs = torch.cat([self.field(x) for x in xs.reshape(-1, dim).split(FIELD_CHUNK)]).view(xs.shape)
         finite_or_raise(fxs, "the field's value", f"training stopped at epoch {epoch} (of the samples of "
                         f"epochs {epoch}-{epoch + k - 1})", "check f on the sampled region (mean, cov, "
                         "scales), or clip the field", points=xs.reshape(-1, dim))

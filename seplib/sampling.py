@@ -52,7 +52,8 @@ class MultiscaleGaussian:
         # dimensions they were a large part of an epoch (benchmarks/RESULTS.md, section 6)
         z = torch.randn(len(self.scales), n, self.dim, generator=generator, dtype=torch.float32).to(dtype)
         chol, scales = self._chol.to(dtype), self.scales.sqrt().to(dtype)
-        x = self.mean.to(dtype) + (z @ chol.T) * scales[:, None, None]
+        # in place: a fresh buffer of a large batch costs more than the arithmetic on it
+        x = (z @ chol.T).mul_(scales[:, None, None]).add_(self.mean.to(dtype))
         return x.to(device=device)
 
 

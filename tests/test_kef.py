@@ -4,6 +4,7 @@ import pytest
 import torch
 
 import seplib as sl
+import seplib.kef as kef_module
 from seplib.kef import _warn_if_ends_not_split, carry, fit_kef_snapshots, pair_loss
 
 FAST = dict(epochs=60, batch_size=64, progress=False, device="cpu")
@@ -198,11 +199,12 @@ def test_a_model_of_the_wrong_shape_is_refused():
 
 
 def test_nan_in_the_field_stops_training_and_names_the_epochs():
-    calls = {"n": 0}
+    rows = {"n": 0}
 
     def field(x):
-        calls["n"] += 1
-        return x * float("nan") if calls["n"] > 2 else -x  # the shape probe, then epochs 0-99
+        rows["n"] += len(x.reshape(-1, 2))
+        # NaN after the shape probe (4 samples per scale) and the samples of epochs 0-99
+        return x * float("nan") if rows["n"] > 6 * 4 + 100 * 6 * 64 else -x
 
     with pytest.raises(FloatingPointError, match="field's value is NaN .* stopped at epoch 100 .*epochs 100-149"):
         # -x has no saddle for "auto" to look for; no trajectory pairs, whose integration would
@@ -292,3 +294,19 @@ def test_the_anchor_trains_with_both_objectives_and_refuses_malformed_attractors
         sl.fit_kef(system, 2, attractors=attractors[:1], **FAST)
     with pytest.raises(ValueError, match="anchor_weight must be >= 0"):
         sl.fit_kef(system, 2, attractors=attractors, anchor_weight=-1.0, **FAST)
+
+
+def test_the_field_is_called_in_chunks_with_the_same_result(monkeypatch):
+    system, sizes = sl.bistable_2d(), []
+
+    def field(x):
+        sizes.append(len(x.reshape(-1, 2)))
+        return system(x)
+
+    kw = FAST | dict(epochs=150, flow_time=None, seed=2)
+    chunked = sl.fit_kef(field, 2, **kw)
+    assert max(sizes) <= kef_module.FIELD_CHUNK < 100 * 6 * 64   # a block's samples, split
+    monkeypatch.setattr(kef_module, "FIELD_CHUNK", 10**9)
+    sizes.clear()
+    whole = sl.fit_kef(field, 2, **kw)
+    assert max(sizes) == 100 * 6 * 64 and whole.loss_history_ == chunked.loss_history_
