@@ -289,7 +289,8 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
 
 class _Batches:
     """Each epoch's samples, f at them, the pairs' ends and a shuffle, drawn ``SAMPLE_BLOCK``
-    epochs at a time: one call of the field per block, not per epoch."""
+    epochs at a time: the field is called on a block's samples in chunks of ``FIELD_CHUNK``,
+    not once per epoch."""
 
     def __init__(self, field, sampler, starts, pairs, batch_size, epochs, seed, device, near=None):
         self.field, self.sampler, self.starts, self.pairs, self.near = field, sampler, starts, pairs, near
