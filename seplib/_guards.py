@@ -53,9 +53,11 @@ def finite_or_raise(tensor, what, where, fix, points=None):
     """Raise FloatingPointError unless every entry of ``tensor`` is finite. The message names
     ``what`` is non-finite, ``where`` what was not done (a call refused), the first bad point (a row of
     ``points``, one per leading row of ``tensor``, when given) and the ``fix``."""
+    if torch.isfinite(tensor.sum()):   # NaN and inf carry into the sum: one pass, no mask
+        return
     bad = ~torch.isfinite(tensor)
     if not bad.any():
-        return
+        return                          # the sum overflowed; every entry is finite
     kind = "NaN" if torch.isnan(tensor).any() else "inf"
     at = ""
     if points is not None:

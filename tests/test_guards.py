@@ -124,3 +124,19 @@ def test_messages_print_denormals_as_zero_and_keep_nan_and_inf():
     from seplib._guards import _short
     x = torch.tensor([-1.401e-45, 0.5, float("nan"), float("inf"), 2e-31, 1e-29, 7.0])
     assert _short(x) == "[0, 0.5, nan, inf, 0, 1e-29, ...]"
+
+
+@pytest.mark.parametrize("values, kind", [
+    ([1.0, float("nan"), 2.0], "NaN at 1 of 3"),
+    ([1.0, float("inf"), -float("inf")], "inf at 2 of 3"),   # their sum is NaN
+    ([3e38, 3e38, 3e38], None),                 # finite, though their sum overflows
+    ([], None),
+])
+def test_finite_or_raise_sees_every_non_finite_entry_and_only_those(values, kind):
+    from seplib._guards import finite_or_raise
+    x = torch.tensor(values, dtype=torch.float32)
+    if kind is None:
+        finite_or_raise(x, "x", "nothing done", "fix it")
+        return
+    with pytest.raises(FloatingPointError, match=f"x is {kind} points"):
+        finite_or_raise(x, "x", "nothing done", "fix it", points=torch.arange(3.0)[:, None])
