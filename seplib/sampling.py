@@ -98,10 +98,14 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto"):
     - lambda from the saddle's unstable rate mu: mu itself for the squashed objective,
       ``AUTO_EIGENVALUE_RATIO`` (0.4) times it for the standard one, as fit_kef does in two
       dimensions.
-    - How: no trajectory pairs (``flow_time=None``: in many dimensions they pull psi's zero set
-      off the separatrix), 10000 epochs with no early stop, at a learning rate of 1e-2 (more
-      than ``fit_kef``'s 3e-3: it moved the standard objective's zero set onto the separatrix
-      at d = 32).
+    - How: 10000 epochs with no early stop, at a learning rate of 1e-2 (more than ``fit_kef``'s
+      3e-3: it moved the standard objective's zero set onto the separatrix at d = 32), with
+      trajectory pairs (``flow_time="auto"``) weighted 1, not ``fit_kef``'s 10. The pairs carry
+      psi's sign from where the Gaussians put many samples to where they put few, far from the
+      saddle: on our 64-unit GRU they raised the worst basin agreement over six seeds from
+      0.977 to 0.986 (squashed) and from 0.976 to 0.980 (standard). (With samples spread
+      evenly around the separatrix point, before the region was spread along the segment,
+      they had pulled the zero set off the separatrix.)
     On bistable_nd the separatrix point is the saddle and the sampled rate is its rate. On our
     64-unit GRU the separatrix point is 1.16 from the saddle (|b - a| = 5.57), and the sampled
     rate is 2.3 times the saddle's: there the saddle took the median crossing error from 3% of
@@ -148,8 +152,8 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto"):
             raise ValueError(f"the flow pulls no states apart at saddle={_short(mean)} (largest real part "
                              f"of the Jacobian's eigenvalues {rate:.3g}): it is not a saddle. Give the "
                              "saddle on the separatrix (sl.find_saddle), or saddle=None")
-    region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": None, "epochs": 10000, "tol": None,
-              "lr": 1e-2}
+    region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": "auto", "pair_weight": 1.0, "epochs": 10000,
+              "tol": None, "lr": 1e-2}
     from .kef import AUTO_EIGENVALUE_RATIO   # kef imports this module
     region["eigenvalue"] = rate if rhs == "squashed" else AUTO_EIGENVALUE_RATIO * rate
     return region
