@@ -30,6 +30,7 @@ from torch import nn
 
 import seplib as sl
 
+RADIAL = True   # --no-radial: False
 TARGETS = {"agree": 0.99, "median": 0.005, "p90": 0.015, "r2": 0.998, "seconds": 60.0}
 
 
@@ -62,7 +63,7 @@ def run(dim, seed, objectives, label_by_simulation=True):
     for rhs in objectives:
         t = time.perf_counter()
         kef = sl.fit_kef(system, dim, progress=False, device="cpu", seed=0,
-                         **sl.sampling_region(system, a, b, rhs=rhs))
+                         **sl.sampling_region(system, a, b, rhs=rhs, radial=RADIAL))
         seconds = time.perf_counter() - t
         err = sl.separatrix_error(kef, system, a, b, n_curves=200, s_true=s_true)
         s_true = err["s_true"]
@@ -124,7 +125,7 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None):
     for seed in seeds:
         for rhs in objectives:
             t = time.perf_counter()
-            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=None if at_point else "auto")
+            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=None if at_point else "auto", radial=RADIAL)
             region["epochs"] = epochs or region["epochs"]
             kef = sl.fit_kef(field, 64, progress=False, device="cpu", seed=seed, **region)
             name = rhs + ("@point" if at_point else "")
@@ -150,8 +151,11 @@ def main():
     ap.add_argument("--no-reference", action="store_true", help="GRU: skip the reference recipe")
     ap.add_argument("--at-point", action="store_true",
                     help="GRU: sampling_region(saddle=None): the separatrix point and the sampled rate")
+    ap.add_argument("--no-radial", action="store_true", help="sampling_region(radial=False)")
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     args = ap.parse_args()
+    global RADIAL
+    RADIAL = not args.no_radial
     torch.set_num_threads(2)
     rows = []
     seeds = [int(v) for v in args.seeds.split(",")]

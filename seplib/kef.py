@@ -48,7 +48,7 @@ def default_device():
 
 # 1. The network ---------------------------------------------------------------------------
 
-def mlp(dim, width=96, depth=3):
+def mlp(dim, width=96, depth=3, radial=None):
     """The default psi: a tanh MLP  dim -> width -> ... -> 1, three hidden layers by default.
 
     Three layers, not two, and width 96, not 64, put the zero set closer to Duffing's and the
@@ -56,8 +56,11 @@ def mlp(dim, width=96, depth=3):
     smaller than usual, so psi starts near 0. There psi - psi^3 ~ psi, and the squashed
     objective first learns what the standard one does (the zero set), before psi grows towards
     +-1; started large, it can settle on a one-signed psi.
+
+    ``radial=(centre, radius)`` puts a ``Radial`` feature first: the network also sees
+    |x - centre|^2 / radius^2.
     """
-    layers, n_in = [], dim
+    layers, n_in = ([Radial(*radial)], dim + 1) if radial is not None else ([], dim)
     for _ in range(depth):
         layers += [nn.Linear(n_in, width), nn.Tanh()]
         n_in = width
@@ -66,6 +69,34 @@ def mlp(dim, width=96, depth=3):
         out.weight.mul_(0.1)
         out.bias.zero_()
     return nn.Sequential(*layers, out)
+
+
+class Radial(nn.Module):
+    """x -> [x, |x - centre|^2 / radius^2]: one input that is the squared distance from a point.
+
+    Why: in many dimensions a random direction y off the separatrix's point sees its mean
+    curvature, y^T H y ~ tr(H) |y|^2 / d, so far out the separatrix bends like a function of
+    the distance alone. A tanh layer narrower than d has a Hessian of rank at most its width
+    and no quadratic term at bias 0; this feature gives psi that bend in one unit
+    (benchmarks/RESULTS.md, section 4)."""
+
+    def __init__(self, centre, radius):
+        super().__init__()
+        centre = torch.as_tensor(centre, dtype=torch.float32).flatten()
+        if not (torch.isfinite(centre).all() and isinstance(radius, (int, float)) and math.isfinite(radius)
+                and radius > 0):
+            raise ValueError(f"Radial needs a finite centre and a finite radius > 0, got {_short(centre)} "
+                             f"and {radius!r}")
+        self.register_buffer("centre", centre)
+        self.register_buffer("radius", torch.tensor(float(radius)))   # saved with the weights
+
+    def forward(self, x):
+        return torch.cat((x, (x - self.centre).square().sum(-1, keepdim=True) / self.radius**2), dim=-1)
+
+    def with_tangent(self, x, v):
+        """The feature at x and its tangent along v (the first ``len(v)`` rows)."""
+        dq = 2 * ((x[:len(v)] - self.centre) * v).sum(-1, keepdim=True) / self.radius**2
+        return self(x), torch.cat((v, dq), dim=-1)
 
 
 class KEF(nn.Module):
@@ -95,6 +126,8 @@ def directional_derivative(net, x, v):
     The default tanh MLP takes the written-out twin, ``_fast.tanh_mlp_tangent``."""
     if len(v) > len(x):
         raise ValueError(f"v has {len(v)} rows, more than x's {len(x)}")
+    if isinstance(net, nn.Sequential) and len(net) > 1 and isinstance(net[0], Radial):
+        (x, v), net = net[0].with_tangent(x, v), net[1:]
     if _fast.is_tanh_mlp(net):
         return _fast.tanh_mlp_tangent(net, x, v)
     tangent = torch.cat((v, v.new_zeros(len(x) - len(v), v.shape[-1])))
@@ -435,7 +468,7 @@ def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight
 def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean="auto", cov=None,
             flow_time="auto", epochs=5000, tol=2e-3, batch_size=96, lr=3e-3, balance_weight=1.0,
             pair_weight=10.0, attractors=None, anchor_weight=1.0, seed=0, device=None, model=None,
-            progress=True, callback=None):
+            radial=None, progress=True, callback=None):
     """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
 
     Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
@@ -467,7 +500,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     much it helps in practice is in benchmarks/RESULTS.md (section 4).
 
     The returned psi has the running average of the weights, not the last step's. ``model`` is
-    any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``). ``callback(epoch,
+    any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``), which with
+    ``radial`` (a length r) also sees |x - c|^2 / r^2, c the samples' centre (``Radial``: in
+    many dimensions it lets psi bend with the distance from c). ``callback(epoch,
     kef)``, if given, runs after every step and sees the step's weights. Returns a ``KEF`` with
     ``eigenvalue`` (the lambda used), ``loss_history_`` and ``fit_seconds_`` (set-up included).
     """
@@ -492,7 +527,10 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = mlp(dim)
+            model = mlp(dim, radial=None if radial is None else (sampler.mean, radial))
+    elif radial is not None:
+        raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
+                         "first in your own model instead")
     net = model.to(device)
     _check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))

@@ -77,7 +77,7 @@ def sampled_saddles(field, sampler, seed=0, device="cpu"):
     return find_saddles(field, x.reshape(-1, sampler.dim))
 
 
-def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto"):
+def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=True):
     """How to train psi for the separatrix between attractors ``a`` and ``b``, in any dimension:
     a dict of ``fit_kef`` keyword arguments.
 
@@ -106,6 +106,12 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto"):
       0.977 to 0.986 (squashed) and from 0.976 to 0.980 (standard). (With samples spread
       evenly around the separatrix point, before the region was spread along the segment,
       they had pulled the zero set off the separatrix.)
+    - What: with ``radial`` (the default) the network also sees |x - saddle|^2 / |b - a|^2
+      (``fit_kef(radial=)``, ``kef.Radial``). A state a distance r off the segment in a random
+      direction sees the separatrix's mean curvature, so there it bends with r alone; the
+      feature gives psi that bend in one unit. On bistable_nd at d = 128 it took basin
+      agreement from 0.976-0.990 to 0.990-0.994 over both objectives and three systems; on our
+      64-unit GRU it moved it within the spread between fit seeds.
     On bistable_nd the separatrix point is the saddle and the sampled rate is its rate. On our
     64-unit GRU the separatrix point is 1.16 from the saddle (|b - a| = 5.57), and the sampled
     rate is 2.3 times the saddle's: there the saddle took the median crossing error from 3% of
@@ -156,6 +162,8 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto"):
               "tol": None, "lr": 1e-2}
     from .kef import AUTO_EIGENVALUE_RATIO   # kef imports this module
     region["eigenvalue"] = rate if rhs == "squashed" else AUTO_EIGENVALUE_RATIO * rate
+    if radial:
+        region["radial"] = distance.item()
     return region
 
 

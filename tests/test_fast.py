@@ -49,6 +49,29 @@ def test_the_written_out_backward_matches_autograd():
 
 
 
+def test_a_radial_feature_first_keeps_the_written_out_path_and_its_gradients():
+    # mlp(radial=...): the feature's value and tangent are formed first, then the same kernel;
+    # against torch.func.jvp and autograd through the whole module, in float64
+    from seplib.kef import Radial, directional_derivative, mlp
+    torch.manual_seed(0)
+    net = mlp(3, radial=(torch.tensor([0.5, -1.0, 2.0]), 1.5)).double()
+    assert isinstance(net[0], Radial)
+    x = torch.randn(30, 3, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
+    weights = torch.arange(30, dtype=torch.float64)[:, None]
+
+    def loss(psi, dpsi):
+        return (psi.sin() * weights).sum() + (dpsi**2 * weights[:20]).sum()
+
+    psi, dpsi = torch.func.jvp(net, (x[:20],), (v,))
+    expected = torch.autograd.grad(loss(torch.cat((psi, net(x[20:]))), dpsi), [x, v, *net.parameters()])
+    got = torch.autograd.grad(loss(*directional_derivative(net, x, v)), [x, v, *net.parameters()])
+    for g, e in zip(got, expected):
+        torch.testing.assert_close(g, e)
+    q = net[0](x.detach())[:, -1]
+    torch.testing.assert_close(q, (x.detach() - net[0].centre).square().sum(-1) / 1.5**2)
+
+
 def test_layer_orders_other_than_mlps_go_through_forward_mode_ad():
     from seplib._fast import is_tanh_mlp
     from seplib.kef import directional_derivative

@@ -247,6 +247,23 @@ def test_trained_weights_save_and_load_with_weights_only(tmp_path):
     assert torch.equal(net(x).squeeze(-1), kef(x))
 
 
+def test_radial_feeds_the_squared_distance_from_the_samples_centre_and_saves_with_the_weights(tmp_path):
+    centre = torch.tensor([0.3, -0.2])
+    kef = sl.fit_kef(sl.bistable_2d(), 2, mean=centre, radial=2.0, **FAST)
+    feature = kef.net[0]
+    assert isinstance(feature, sl.kef.Radial) and torch.equal(feature.centre, centre)
+    torch.save(kef.net.state_dict(), tmp_path / "psi.pt")
+    net = sl.kef.mlp(2, radial=(torch.zeros(2), 1.0))   # centre and radius come back from the file
+    net.load_state_dict(torch.load(tmp_path / "psi.pt", weights_only=True))
+    x = torch.randn(10, 2)
+    assert torch.equal(net(x).squeeze(-1), kef(x)) and net[0].radius.item() == 2.0
+    with pytest.raises(ValueError, match="with model= put a seplib.kef.Radial"):
+        sl.fit_kef(sl.bistable_2d(), 2, radial=1.0, model=sl.kef.mlp(2), **FAST)
+    for radius in (0.0, float("nan"), "wide"):
+        with pytest.raises(ValueError, match="finite radius > 0"):
+            sl.fit_kef(sl.bistable_2d(), 2, radial=radius, **FAST)
+
+
 def test_the_returned_psi_has_the_running_average_of_the_weights():
     steps = []
 

@@ -73,8 +73,11 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     system = sl.bistable_nd(8, seed=2)
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
-    assert set(region) == {"mean", "cov", "rhs", "flow_time", "pair_weight", "epochs", "tol", "lr", "eigenvalue"}
+    assert set(region) == {"mean", "cov", "rhs", "flow_time", "pair_weight", "epochs", "tol", "lr", "eigenvalue",
+                           "radial"}
     assert region["rhs"] == "standard" and region["flow_time"] == "auto" and region["pair_weight"] == 1.0
+    assert region["radial"] == pytest.approx((b - a).norm().item())
+    assert "radial" not in sl.sampling_region(system, a, b, radial=False)
     assert abs(system.separatrix_value(region["mean"])) < 1e-4   # on the separatrix
     e = (b - a) / (b - a).norm()
     expected = (b - a).norm() ** 2 * (torch.eye(8) / 8 + torch.outer(e, e))
