@@ -60,8 +60,9 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     nearest point of that linear zero set, (g . delta - psi) g / |g|^2 with g = grad psi there
     (masked), damped by ``damping``; a fixed point is a state on psi = 0 where delta is parallel
     to the gradient, the condition for the nearest point. It runs from ``starts`` starting deltas
-    at once: 0 (the linearisation at x0) and random directions at about the linear distance
-    |psi| / |grad psi| (half to twice it), and returns the smallest delta that reached psi = 0
+    at once: 0 (the linearisation at x0), random directions at about the linear distance
+    |psi| / |grad psi| (half to twice it, and no more than the distance to ``kef.mean_``, the
+    centre of its samples, where a fitted KEF has one) and that centre itself, and returns the smallest delta that reached psi = 0
     (|psi| below ``tol`` times psi's scale at x0), so a far local solution does not win. Starts
     that have not converged after ``steps`` steps get up to two more rounds with smaller damping.
 
@@ -74,11 +75,18 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     g0 = g0[0] * m
     scale = max(abs(psi0.item()), 1e-12)
     reach = (scale / g0.norm().clamp_min(1e-12)).item()   # the linear distance to psi = 0
+    # A trained KEF's zero set runs through its samples' centre (the saddle): no farther than
+    # that, and a start there. Where psi saturates, its gradient vanishes and the linear
+    # distance can be hundreds of times too long.
+    centre = getattr(kef, "mean_", None)
+    toward = None if centre is None else (centre.to(x0) - x0) * m
+    if toward is not None and toward.norm() > 0:
+        reach = min(reach, toward.norm().item())
     gen = torch.Generator().manual_seed(seed)
     u = torch.randn(starts - 1, len(x0), generator=gen) * m
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     radius = reach * 2 ** (2 * torch.rand(starts - 1, 1, generator=gen) - 1)
-    delta = torch.cat((torch.zeros(1, len(x0)), radius * u))
+    delta = torch.cat((torch.zeros(1, len(x0)), radius * u) + (() if toward is None else (toward[None],)))
     # Where psi saturates (the squashed objective) the damped jumps can cycle instead of
     # converging; each retry runs the starts again with 0.4 x the damping (those at psi = 0 stay).
     for rate in (damping, 0.4 * damping, 0.16 * damping):

@@ -70,6 +70,27 @@ def test_steps_that_cycle_where_psi_saturates_are_retried_with_less_damping():
     torch.testing.assert_close(delta, expected, atol=1e-4, rtol=0)
 
 
+def test_where_psi_is_flat_the_starts_stay_within_the_distance_to_the_kefs_centre():
+    # psi saturated at x0 (1 in float32) has no gradient there: the linear distance to psi = 0 is
+    # unbounded, every start landed on a plateau, and no zero was found. A fitted KEF's zero set
+    # runs through its samples' centre (mean_), which bounds the distance and is a start too.
+    class Ridges:
+        dim = 2
+
+        def __init__(self, centre):
+            self.mean_ = centre
+
+        def __call__(self, x):   # zero sets at x = k pi, flat in between
+            return torch.tanh(20 * torch.sin(x[..., 0]))
+
+    x0 = torch.tensor([1.2, 0.3])
+    assert Ridges(None)(x0).item() == 1.0
+    with pytest.raises(ValueError, match="psi has no zero near x0"):
+        smallest_flip(Ridges(None), x0)
+    delta = smallest_flip(Ridges(torch.zeros(2)), x0)
+    torch.testing.assert_close(delta, torch.tensor([-1.2, 0.0]), atol=1e-4, rtol=0)
+
+
 def test_refine_flip_corrects_a_push_that_falls_short_or_goes_past():
     system = sl.bistable_2d()                       # separatrix x = 0
     attractors = torch.tensor(system.attractors)
