@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/high_dim.py --dims 8,32,128 --seeds 0,1,2
 
 For each dimension and system seed: the attractors from find_attractors (its defaults), psi
-trained with ``sampling_region(field, a, b, rhs)``, and then
+trained with ``sampling_region(field, a, b, rhs)`` (``--no-radial``: without its radial input),
+and then
 - basin agreement on 3000 points of ``segment_clouds`` (norms 0.1-1 x |b - a|), labelled by
   the sign of the exact ``separatrix_value``;
 - the crossing error along 200 random curves between the attractors (bisection on the ODE),
@@ -30,7 +31,6 @@ from torch import nn
 
 import seplib as sl
 
-RADIAL = True   # --no-radial: False
 TARGETS = {"agree": 0.99, "median": 0.005, "p90": 0.015, "r2": 0.998, "seconds": 60.0}
 
 
@@ -40,7 +40,7 @@ def passes(row):
             and row["seconds"] <= TARGETS["seconds"])
 
 
-def run(dim, seed, objectives, label_by_simulation=True):
+def run(dim, seed, objectives, label_by_simulation=True, radial=True):
     system = sl.bistable_nd(dim, seed=seed)
     a, b = sl.find_attractors(system, dim)
     dist = (b - a).norm().item()
@@ -63,7 +63,7 @@ def run(dim, seed, objectives, label_by_simulation=True):
     for rhs in objectives:
         t = time.perf_counter()
         kef = sl.fit_kef(system, dim, progress=False, device="cpu", seed=0,
-                         **sl.sampling_region(system, a, b, rhs=rhs, radial=RADIAL))
+                         **sl.sampling_region(system, a, b, rhs=rhs, radial=radial))
         seconds = time.perf_counter() - t
         err = sl.separatrix_error(kef, system, a, b, n_curves=200, s_true=s_true)
         s_true = err["s_true"]
@@ -108,7 +108,7 @@ def _score(name, kef, field, a, b, x, labels, s_true, seconds, seed):
     return row, err["s_true"]
 
 
-def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None):
+def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radial=True):
     model = sl.load_flipflop_gru(name="flipflop_gru_64d")
     card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
     field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
@@ -125,7 +125,8 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None):
     for seed in seeds:
         for rhs in objectives:
             t = time.perf_counter()
-            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=None if at_point else "auto", radial=RADIAL)
+            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=None if at_point else "auto",
+                                        radial=radial)
             region["epochs"] = epochs or region["epochs"]
             kef = sl.fit_kef(field, 64, progress=False, device="cpu", seed=seed, **region)
             name = rhs + ("@point" if at_point else "")
@@ -151,19 +152,19 @@ def main():
     ap.add_argument("--no-reference", action="store_true", help="GRU: skip the reference recipe")
     ap.add_argument("--at-point", action="store_true",
                     help="GRU: sampling_region(saddle=None): the separatrix point and the sampled rate")
-    ap.add_argument("--no-radial", action="store_true", help="sampling_region(radial=False)")
+    ap.add_argument("--no-radial", action="store_true",
+                    help="sampling_region(radial=False): no |x - saddle|^2 input")
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     args = ap.parse_args()
-    global RADIAL
-    RADIAL = not args.no_radial
     torch.set_num_threads(2)
     rows = []
     seeds = [int(v) for v in args.seeds.split(",")]
     if args.gru:
-        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_point, args.epochs)
+        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_point, args.epochs,
+                       not args.no_radial)
     for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
-            rows += run(dim, seed, args.rhs.split(","), not args.no_simulation)
+            rows += run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial)
     print("\n| d | objective | seeds | seconds | agreement | median | p90 | R^2 | every target |")
     print("|---|---|---|---|---|---|---|---|---|")
     for dim in sorted({r["dim"] for r in rows}):
