@@ -21,10 +21,17 @@ the seeds are fit_kef's, and beside psi it scores the linearisation at the saddl
 re-implementation of the reference's high-dimensional recipe (a residual MLP 500 wide with 8
 blocks, squashed, lambda = 1, Gaussians at the separatrix point with covariance 2 I times 0.1,
 1 and 3, 256 samples per scale, Adam 1e-3, 500 epochs).
+The book's GRU is held out: tune on another network of the same recipe, made with
+
+    .venv/bin/python -m seplib.flipflop --hidden 64 --seed 1 --out /tmp/gru64_seed1/
+    .venv/bin/python benchmarks/high_dim.py --gru --network /tmp/gru64_seed1/ --no-reference
+
 Targets: agreement >= 0.99, median <= 0.005, p90 <= 0.015, R^2 >= 0.998, <= 60 s per KEF.
 """
 import argparse
+import json
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -108,9 +115,13 @@ def _score(name, kef, field, a, b, x, labels, s_true, seconds, seed):
     return row, err["s_true"]
 
 
-def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radial=True):
-    model = sl.load_flipflop_gru(name="flipflop_gru_64d")
-    card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
+def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radial=True, network=None):
+    if network is None:
+        model = sl.load_flipflop_gru(name="flipflop_gru_64d")
+        card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
+    else:
+        model = sl.load_flipflop_gru(network / "model.pt")
+        card = json.loads((network / "card.json").read_text())
     field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
     a, b = torch.tensor(card["attractors"])
     x = sl.segment_clouds(a, b, 3000)
@@ -154,6 +165,8 @@ def main():
                     help="GRU: sampling_region(saddle=None): the separatrix point and the sampled rate")
     ap.add_argument("--no-radial", action="store_true",
                     help="sampling_region(radial=False): no |x - saddle|^2 input")
+    ap.add_argument("--network", type=Path, help="GRU: another network's folder (model.pt, card.json), "
+                    "as `python -m seplib.flipflop` writes it")
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -161,7 +174,7 @@ def main():
     seeds = [int(v) for v in args.seeds.split(",")]
     if args.gru:
         rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_point, args.epochs,
-                       not args.no_radial)
+                       not args.no_radial, args.network)
     for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
             rows += run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial)
