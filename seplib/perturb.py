@@ -61,10 +61,11 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     (masked), damped by ``damping``; a fixed point is a state on psi = 0 where delta is parallel
     to the gradient, the condition for the nearest point. It runs from ``starts`` starting deltas
     at once: 0 (the linearisation at x0), random directions at about the linear distance
-    |psi| / |grad psi| (half to twice it, and no more than the distance to ``kef.mean_``, the
-    centre of its samples, where a fitted KEF has one) and that centre itself, and returns the smallest delta that reached psi = 0
-    (|psi| below ``tol`` times psi's scale at x0), so a far local solution does not win. Starts
-    that have not converged after ``steps`` steps get up to two more rounds with smaller damping.
+    |psi| / |grad psi| (half to twice it, and no farther than ``kef.mean_``, the centre of a
+    fitted KEF's samples) and, where there is one, that centre; it returns the smallest delta
+    that reached psi = 0 (|psi| below ``tol`` times psi's scale at x0), so a far local solution
+    does not win. Starts that have not converged after ``steps`` steps get up to two more
+    rounds with smaller damping.
 
     ``mask`` (bool, length d) limits delta to the coordinates where it is True. Raises ValueError
     when no start reaches psi = 0 (psi has no zero near x0 in the allowed directions).
