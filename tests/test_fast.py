@@ -28,14 +28,12 @@ def test_directional_derivative_matches_autograd_for_mlps_and_other_modules():
 
 
 
-def test_the_written_out_backward_matches_autograd():
-    # gradients of a loss of psi and dpsi through _fast.TanhMLPTangent, against torch.func.jvp and
-    # autograd, in float64; only the first 20 of 30 rows carry a tangent, as in fit_kef
-    from seplib.kef import directional_derivative, mlp
-    torch.manual_seed(0)
-    net = mlp(2).double()
-    x = torch.randn(30, 2, dtype=torch.float64, requires_grad=True)
-    v = torch.randn(20, 2, dtype=torch.float64, requires_grad=True)
+def _assert_gradients_match_autograd(net, dim):
+    """Gradients of a loss of psi and dpsi through ``directional_derivative`` against torch.func.jvp
+    and autograd, in float64; only the first 20 of 30 rows carry a tangent, as in fit_kef."""
+    from seplib.kef import directional_derivative
+    x = torch.randn(30, dim, dtype=torch.float64, requires_grad=True)
+    v = torch.randn(20, dim, dtype=torch.float64, requires_grad=True)
     weights = torch.arange(30, dtype=torch.float64)[:, None]
 
     def loss(psi, dpsi):
@@ -47,29 +45,23 @@ def test_the_written_out_backward_matches_autograd():
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e)
 
+
+def test_the_written_out_backward_matches_autograd():
+    # through _fast.TanhMLPTangent
+    from seplib.kef import mlp
+    torch.manual_seed(0)
+    _assert_gradients_match_autograd(mlp(2).double(), 2)
 
 
 def test_a_radial_feature_first_keeps_the_written_out_path_and_its_gradients():
-    # mlp(radial=...): the feature's value and tangent are formed first, then the same kernel;
-    # against torch.func.jvp and autograd through the whole module, in float64
-    from seplib.kef import Radial, directional_derivative, mlp
+    # mlp(radial=...): the feature's value and tangent are formed first, then the same kernel
+    from seplib.kef import Radial, mlp
     torch.manual_seed(0)
     net = mlp(3, radial=(torch.tensor([0.5, -1.0, 2.0]), 1.5)).double()
     assert isinstance(net[0], Radial)
-    x = torch.randn(30, 3, dtype=torch.float64, requires_grad=True)
-    v = torch.randn(20, 3, dtype=torch.float64, requires_grad=True)
-    weights = torch.arange(30, dtype=torch.float64)[:, None]
-
-    def loss(psi, dpsi):
-        return (psi.sin() * weights).sum() + (dpsi**2 * weights[:20]).sum()
-
-    psi, dpsi = torch.func.jvp(net, (x[:20],), (v,))
-    expected = torch.autograd.grad(loss(torch.cat((psi, net(x[20:]))), dpsi), [x, v, *net.parameters()])
-    got = torch.autograd.grad(loss(*directional_derivative(net, x, v)), [x, v, *net.parameters()])
-    for g, e in zip(got, expected):
-        torch.testing.assert_close(g, e)
-    q = net[0](x.detach())[:, -1]
-    torch.testing.assert_close(q, (x.detach() - net[0].centre).square().sum(-1) / 1.5**2)
+    _assert_gradients_match_autograd(net, 3)
+    x = torch.randn(30, 3, dtype=torch.float64)
+    torch.testing.assert_close(net[0](x)[:, -1], (x - net[0].centre).square().sum(-1) / 1.5**2)
 
 
 def test_layer_orders_other_than_mlps_go_through_forward_mode_ad():
