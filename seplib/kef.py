@@ -83,20 +83,25 @@ class Radial(nn.Module):
     def __init__(self, centre, radius):
         super().__init__()
         centre = torch.as_tensor(centre, dtype=torch.float32).flatten()
-        if not (torch.isfinite(centre).all() and isinstance(radius, (int, float)) and math.isfinite(radius)
-                and radius > 0):
+        if not (torch.isfinite(centre).all() and self.valid_radius(radius)):
             raise ValueError(f"Radial needs a finite centre and a finite radius > 0, got {_short(centre)} "
                              f"and {radius!r}")
         self.register_buffer("centre", centre)
         self.register_buffer("radius", torch.tensor(float(radius)))   # saved with the weights
 
+    @staticmethod
+    def valid_radius(radius):
+        return isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0
+
     def forward(self, x):
-        return torch.cat((x, (x - self.centre).square().sum(-1, keepdim=True) / self.radius**2), dim=-1)
+        return self.with_tangent(x, x[:0])[0]
 
     def with_tangent(self, x, v):
         """The feature at x and its tangent along v (the first ``len(v)`` rows)."""
-        dq = 2 * ((x[:len(v)] - self.centre) * v).sum(-1, keepdim=True) / self.radius**2
-        return self(x), torch.cat((v, dq), dim=-1)
+        offset = x - self.centre
+        q = offset.square().sum(-1, keepdim=True) / self.radius**2
+        dq = 2 * (offset[:len(v)] * v).sum(-1, keepdim=True) / self.radius**2
+        return torch.cat((x, q), dim=-1), torch.cat((v, dq), dim=-1)
 
 
 class KEF(nn.Module):
@@ -508,6 +513,11 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     """
     _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
                      anchor_weight)
+    if radial is not None and model is not None:
+        raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
+                         "first in your own model instead")
+    if radial is not None and not Radial.valid_radius(radial):
+        raise ValueError(f"radial must be a finite radius > 0 (a length, e.g. |b - a|), got {radial!r}")
     start = time.perf_counter()
     resolve_rhs(rhs)   # a name it knows, or a callable
     centre = isinstance(mean, str)
@@ -528,9 +538,6 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = mlp(dim, radial=None if radial is None else (sampler.mean, radial))
-    elif radial is not None:
-        raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
-                         "first in your own model instead")
     net = model.to(device)
     _check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
