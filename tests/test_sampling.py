@@ -73,8 +73,8 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     system = sl.bistable_nd(8, seed=2)
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
-    assert set(region) == {"mean", "cov", "rhs", "flow_time", "pair_weight", "epochs", "tol", "lr", "eigenvalue",
-                           "radial"}
+    assert set(region) == {"mean", "cov", "rhs", "flow_time", "pair_weight", "epochs", "batch_size", "tol", "lr",
+                           "eigenvalue", "radial"}
     assert region["rhs"] == "standard" and region["flow_time"] == "auto" and region["pair_weight"] == 1.0
     assert region["radial"] == pytest.approx((b - a).norm().item())
     assert "radial" not in sl.sampling_region(system, a, b, radial=False)
@@ -87,6 +87,9 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     squashed = sl.sampling_region(system, a, b, rhs="squashed")
     assert squashed["rhs"] == "squashed" and 0.9 < squashed["eigenvalue"] < 1.1
     assert region["eigenvalue"] == pytest.approx(0.4 * squashed["eigenvalue"])
+    # the standard objective trains on twice the batch for 6000 epochs, the squashed on 96 for 10000
+    assert (region["epochs"], region["batch_size"]) == (6000, 192)
+    assert (squashed["epochs"], squashed["batch_size"]) == (10000, 96)
     # a curved separatrix: the samples must land in both basins at every scale
     x = sl.MultiscaleGaussian(8, mean=region["mean"], cov=region["cov"]).sample(1000, torch.Generator().manual_seed(0))
     side = (system.separatrix_value(x) > 0).float().mean(dim=1)
