@@ -496,7 +496,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     500 epochs from epoch 1000; ``tol=None`` runs every epoch). ``tol`` is 0.5%, not less: the
     averaged weights lag the step's by about 1000 epochs, so after the last far region takes its
     sign they still change it at 0.3-0.5% of the probes for two checks, and at 0.2% a run went on
-    1000 epochs past its targets (benchmarks/RESULTS.md, section 6). A psi of one sign at all the
+    1500 epochs past its targets (benchmarks/RESULTS.md, section 6). A psi of one sign at all the
     probe samples at the end issues a RuntimeWarning: it found no separatrix. So does a training
     that ran all its epochs without the rule being met, with the figures the rule last saw, and,
     where a saddle was found, a psi without opposite signs around the two attractors at the ends

@@ -106,7 +106,7 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
       the standard objective's zero set onto the separatrix at d = 32); 6000 epochs of 192
       samples per scale for the standard objective, 10000 of 96 for the squashed one, about
       the same time. The larger batch raised the standard psi's basin agreement on our
-      64-unit GRU from 0.979-0.988 to 0.990-0.992 over six fit seeds; the squashed psi's
+      64-unit GRU from 0.979-0.988 to 0.9896-0.9923 over six fit seeds; the squashed psi's
       crossings moved off with it, so that objective keeps the smaller batch. Trajectory
       pairs (``flow_time="auto"``) are weighted 1, not ``fit_kef``'s 10. The pairs carry
       psi's sign from where the Gaussians put many samples to where they put few, far from the
