@@ -81,7 +81,9 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     # distance can be hundreds of times too long.
     centre = getattr(kef, "mean_", None)
     toward = None if centre is None else (centre.to(x0) - x0) * m
-    if toward is not None and toward.norm() > 0:
+    if toward is not None and toward.norm() == 0:   # x0 is the centre: the zero start covers it
+        toward = None
+    if toward is not None:
         reach = min(reach, toward.norm().item())
     gen = torch.Generator().manual_seed(seed)
     u = torch.randn(starts - 1, len(x0), generator=gen) * m
