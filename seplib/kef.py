@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _fast
-from .flow import final_state, jacobian
+from .flow import final_state, jacobian, settle
 from ._guards import _short, as_field, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
@@ -40,6 +40,8 @@ FIELD_CHUNK = 4096         # rows per call of the field: on CPU a large batch's 
 STOP_CHECK_EVERY = 500     # epochs between the stop rule's checks
 STOP_PAIR_DISAGREEMENT = 5e-3   # at most this fraction of pairs with psi's sign differing
 AVERAGE_DECAY = 0.999      # the returned psi: a running average of the weights
+REFINE_STATES = 2000       # refine=: probes nearest psi's zero set whose basins are simulated
+REFINE_EPOCHS = 1000       # refine=: epochs of training on with those basins' signs, at lr / 10
 
 
 def default_device():
@@ -251,6 +253,41 @@ def anchor_loss(psi_a, psi_b):
     return 1 - gap / (psi_a.abs().mean() + psi_b.abs().mean() + 1e-12)
 
 
+def sign_loss(psi, y, softness=0.1):
+    """psi's sign held to known basins ``y`` (+1 or -1 per state):  softness x mean softplus(-y
+    psi / w),  w = softness x mean |psi|. It is about 0 once each psi has its basin's sign by a
+    margin of w, whatever psi's scale, and it only pushes where psi is near 0 or wrong."""
+    w = softness * psi.detach().abs().mean() + 1e-12
+    return softness * torch.nn.functional.softplus(-y * psi / w).mean()
+
+
+def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T=60.0):
+    """The ``n`` probes nearest psi's zero set and the basin each is in, found by simulation:
+    ``(x [m, d], y [m])``, y = +1 where the state goes to the attractor at which psi is
+    positive, -1 where it goes to the other. ``probes`` are ``n_scales`` equal blocks, one per
+    scale; each gives ``n / n_scales`` states, nearest by |psi| / |grad psi| (the distance to
+    the zero set, to first order). States whose trajectories leave the floats are dropped.
+
+    Far from the saddle the equation barely constrains psi's sign: psi is tiny near its zero
+    set there, and so is the residual of a zero set in the wrong place. A few thousand
+    trajectories from exactly there, psi's weakest places, say where it is wrong."""
+    a, b = torch.as_tensor(attractors, dtype=probes.dtype, device=probes.device)
+    x = probes.detach().clone().requires_grad_()
+    psi = net(x).flatten()
+    slope = torch.autograd.grad(psi.sum(), x)[0].norm(dim=-1)
+    nearness = (psi.detach().abs() / (slope + 1e-12)).view(n_scales, -1)
+    k = max(1, min(n // n_scales, nearness.shape[1]))
+    picks = nearness.topk(k, dim=1, largest=False).indices
+    x = probes[(picks + torch.arange(n_scales, device=picks.device)[:, None] * nearness.shape[1]).flatten()]
+    reached, end = settle(field, x, torch.stack((a, b)), T)
+    to_b = torch.where(reached >= 0, reached == 1, (end - b).norm(dim=-1) < (end - a).norm(dim=-1))
+    keep = torch.isfinite(end).all(dim=-1)
+    with torch.no_grad():
+        b_positive = (net(b[None]) > net(a[None])).item()
+    y = torch.where(to_b == b_positive, 1.0, -1.0).to(probes.dtype)
+    return x[keep], y[keep]
+
+
 # 6. Training -------------------------------------------------------------------------------
 
 def _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
@@ -330,19 +367,23 @@ class _Batches:
     epochs at a time: the field is called on a block's samples in chunks of ``FIELD_CHUNK``,
     not once per epoch."""
 
-    def __init__(self, field, sampler, starts, pairs, batch_size, epochs, seed, device, near=None):
+    def __init__(self, field, sampler, starts, pairs, batch_size, epochs, seed, device, near=None,
+                 labelled=None):
         self.field, self.sampler, self.starts, self.pairs, self.near = field, sampler, starts, pairs, near
+        self.labelled = labelled
         self.batch, self.epochs, self.device = batch_size, epochs, device
         self.gen = torch.Generator().manual_seed(seed)
         self.n = len(sampler.scales) * batch_size   # rows from the samples; the pairs' ends follow
 
     def __call__(self, epoch):
-        """(x, f(x) at the samples, perm, t): x holds the samples, then the pairs' starts and ends,
-        then, with ``near`` (from ``_near_attractors``), the points near each attractor."""
+        """(x, f(x) at the samples, perm, t, y): x holds the samples, then the pairs' starts and
+        ends, then, with ``near`` (from ``_near_attractors``), the points near each attractor,
+        then, with ``labelled`` (from ``zero_set_labels``), states of known basin y."""
         if epoch % SAMPLE_BLOCK == 0:
             self._draw(epoch, min(SAMPLE_BLOCK, self.epochs - epoch))
         row = epoch % SAMPLE_BLOCK
-        return self.xs[row], self.fxs[row], self.perms[row], None if self.ts is None else self.ts[row]
+        return (self.xs[row], self.fxs[row], self.perms[row], None if self.ts is None else self.ts[row],
+                None if self.ys is None else self.ys[row])
 
     def _draw(self, epoch, k):
         dim, b = self.sampler.dim, self.batch
@@ -364,6 +405,11 @@ class _Batches:
         if self.near is not None:
             around = self.near(k * b, self.gen, self.device)   # [2, k * b, d]
             xs = torch.cat((xs, around.reshape(2, k, b, dim).transpose(0, 1).reshape(k, 2 * b, dim)), dim=1)
+        self.ys = None
+        if self.labelled is not None:
+            states, y = self.labelled
+            picks = torch.randint(len(y), (k, b), generator=self.gen).to(self.device)
+            xs, self.ys = torch.cat((xs, states[picks]), dim=1), y[picks]
         self.xs, self.fxs = xs, fxs
 
 
@@ -443,10 +489,21 @@ class _Average:
             self.flat.copy_(held)
 
 
-def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight, bound, x, fx, perm, t):
+def _extra_losses(psi, b, anchor_weight, y):
+    """The anchor (on 2 b rows, when ``anchor_weight`` is given) and the sign loss (on the b rows
+    after them, when ``y`` is given): the rows after the samples and the pairs."""
+    loss, at = 0.0, 0
+    if anchor_weight is not None:
+        loss, at = anchor_weight * anchor_loss(*psi[:2 * b].reshape(2, b)), 2 * b
+    if y is not None:
+        loss = loss + sign_loss(psi[at:at + b].flatten(), y)
+    return loss
+
+
+def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight, bound, x, fx, perm, t, y):
     """One forward and backward pass; returns the loss. A named objective takes the written-out
-    loss gradient (``_fast.loss_and_grad``); a callable R goes through autograd, and so does the
-    anchor (rows after the samples and the pairs, when ``anchor_weight`` is given)."""
+    loss gradient (``_fast.loss_and_grad``); a callable R goes through autograd, and so do the
+    anchor and the sign loss (``_extra_losses``)."""
     psi, dpsi = directional_derivative(net, x, fx)
     n, b = len(dpsi), len(perm)
     used = n + (2 * b if t is not None else 0)   # rows of the samples and the pairs
@@ -454,26 +511,26 @@ def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight
         loss, g_psi, g_dpsi = _fast.loss_and_grad(psi.detach()[:used], dpsi.detach(), rhs, eigenvalue,
                                                   balance_weight, perm, bound=bound, pair_weight=pair_weight,
                                                   t=t, log_scale=PAIR_LOG_SCALE)
-        if anchor_weight is not None:
-            near = psi.detach()[used:].requires_grad_()
-            anchor = anchor_weight * anchor_loss(*near.reshape(2, b))
-            anchor.backward()
-            loss, g_psi = loss + anchor.detach(), torch.cat((g_psi, near.grad))
+        if anchor_weight is not None or y is not None:
+            extra = psi.detach()[used:].requires_grad_()
+            more = _extra_losses(extra, b, anchor_weight, y)
+            more.backward()
+            loss, g_psi = loss + more.detach(), torch.cat((g_psi, extra.grad))
         torch.autograd.backward((psi, dpsi), (g_psi, g_dpsi))
         return loss.item()
     loss = kef_loss(psi[:n].reshape(-1, b, 1), dpsi.reshape(-1, b, 1), rhs, eigenvalue, balance_weight, perm)
     if t is not None:
         loss = loss + pair_weight * pair_loss(*psi[n:used].reshape(2, b), t, rhs, eigenvalue, perm)
-    if anchor_weight is not None:
-        loss = loss + anchor_weight * anchor_loss(*psi[used:].reshape(2, b))
+    if anchor_weight is not None or y is not None:
+        loss = loss + _extra_losses(psi[used:], b, anchor_weight, y)
     loss.backward()
     return loss.item()
 
 
 def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean="auto", cov=None,
             flow_time="auto", epochs=5000, tol=5e-3, batch_size=96, lr=3e-3, balance_weight=1.0,
-            pair_weight=10.0, attractors=None, anchor_weight=1.0, seed=0, device=None, model=None,
-            radial=None, progress=True, callback=None):
+            pair_weight=10.0, attractors=None, anchor_weight=1.0, refine=None, seed=0, device=None,
+            model=None, radial=None, progress=True, callback=None):
     """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
 
     Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
@@ -507,6 +564,13 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     of the smallest scale around each. It rules out zero sets inside a basin in principle; how
     much it helps in practice is in benchmarks/RESULTS.md (section 4).
 
+    ``refine`` (the two attractors between which psi is the separatrix, ``[2, dim]``): after
+    training, the ``REFINE_STATES`` probe samples nearest psi's zero set are simulated to see
+    which attractor each reaches, and training goes on for ``REFINE_EPOCHS`` epochs from lr / 10
+    with their signs held too (``zero_set_labels``, ``sign_loss``). Far from the saddle psi is
+    tiny near its zero set and the equation barely sees where that zero set is; these states
+    are where psi is least sure, and a simulation there is worth the most.
+
     The returned psi has the running average of the weights, not the last step's. ``model`` is
     any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``), which with
     ``radial`` (a length r) also sees |x - c|^2 / r^2, c the samples' centre (``Radial``: in
@@ -521,6 +585,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
                          "first in your own model instead")
     if radial is not None and not Radial.valid_radius(radial):
         raise ValueError(f"radial must be a finite radius > 0 (a length, e.g. |b - a|), got {radial!r}")
+    if refine is not None:
+        refine = _two_points(refine, dim, "refine")
     start = time.perf_counter()
     resolve_rhs(rhs)   # a name it knows, or a callable
     centre = isinstance(mean, str)
@@ -547,34 +613,18 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     kef.mean_ = sampler.mean.clone()
 
     near = _near_attractors(attractors, sampler, device)
+    step_args = (rhs, eigenvalue, balance_weight, pair_weight, None if near is None else anchor_weight,
+                 BOUNDS[rhs] if isinstance(rhs, str) else None)
+    name = f"KEF ({rhs if isinstance(rhs, str) else 'custom'})"
     batches = _Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, near)
-    opt = _fast.FlatAdam(net.parameters())
-    average, stop = _Average(opt.flat), _StopRule(probes, pairs, tol)
-    bound = BOUNDS[rhs] if isinstance(rhs, str) else None
-    bar = tqdm(range(epochs), desc=f"KEF ({rhs if isinstance(rhs, str) else 'custom'})",
-               disable=not progress, mininterval=0.5)
-    net.train()
-    stopped = False
-    for epoch in bar:
-        loss = _train_step(net, rhs, eigenvalue, balance_weight, pair_weight,
-                           None if near is None else anchor_weight, bound, *batches(epoch))
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"the loss became {loss} at epoch {epoch}: training "
-                                     "diverged; lower lr or the eigenvalue, or shrink the scales")
-        opt.step(lr / 100 + (lr - lr / 100) * (1 + math.cos(math.pi * epoch / epochs)) / 2)  # cosine decay
-        average.update(opt.steps)
-        kef.loss_history_.append(loss)
-        if epoch % 50 == 0:
-            bar.set_postfix(loss=f"{loss:.4f}")
-        if callback is not None:
-            callback(epoch + 1, kef)
-        if stop.due(epoch):
-            with average.swapped_in():   # the check looks at the psi fit_kef returns
-                if stop.settled(net):
-                    stopped = True
-                    break
-    opt.flat.copy_(average.value)   # psi is the averaged weights
-    net.eval()
+    stop = _StopRule(probes, pairs, tol)
+    stopped = _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, name)
+    if refine is not None:
+        labelled = zero_set_labels(net, field, probes, len(sampler.scales), refine.to(probes), REFINE_STATES)
+        batches = _Batches(field, sampler, probes, pairs, batch_size, REFINE_EPOCHS, seed + 3, device, near,
+                           labelled)
+        _train(net, kef, batches, REFINE_EPOCHS, lr / 10, step_args, _StopRule(probes, pairs, None), callback,
+               progress, name + " refined")
     if not _warn_if_one_signed(net, probes):
         if saddle is not None:
             _warn_if_ends_not_split(net, field, saddle, sampler)
@@ -582,6 +632,49 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
             stop.warn_unsettled(net, epochs)
     kef.fit_seconds_ = time.perf_counter() - start   # the checks above included
     return kef
+
+
+def _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, name):
+    """``epochs`` Adam steps (``_train_step``) from a fresh optimiser, the learning rate decaying
+    from ``lr`` to ``lr / 100`` (cosine); the net ends with the running average of its weights.
+    Returns whether the stop rule ended it early."""
+    opt = _fast.FlatAdam(net.parameters())
+    average, done = _Average(opt.flat), len(kef.loss_history_)
+    bar = tqdm(range(epochs), desc=name, disable=not progress, mininterval=0.5)
+    net.train()
+    stopped = False
+    for epoch in bar:
+        loss = _train_step(net, *step_args, *batches(epoch))
+        if not math.isfinite(loss):
+            raise FloatingPointError(f"the loss became {loss} at epoch {done + epoch}: training "
+                                     "diverged; lower lr or the eigenvalue, or shrink the scales")
+        opt.step(lr / 100 + (lr - lr / 100) * (1 + math.cos(math.pi * epoch / epochs)) / 2)
+        average.update(opt.steps)
+        kef.loss_history_.append(loss)
+        if epoch % 50 == 0:
+            bar.set_postfix(loss=f"{loss:.4f}")
+        if callback is not None:
+            callback(done + epoch + 1, kef)
+        if stop.due(epoch):
+            with average.swapped_in():   # the check looks at the psi fit_kef returns
+                if stop.settled(net):
+                    stopped = True
+                    break
+    opt.flat.copy_(average.value)   # psi is the averaged weights
+    net.eval()
+    return stopped
+
+
+def _two_points(points, dim, name):
+    """Two finite points of dimension ``dim`` as a float64 ``[2, dim]`` tensor, or a ValueError."""
+    try:
+        stacked = torch.stack([torch.as_tensor(p, dtype=torch.float64).flatten() for p in points])
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{name} must be two points (e.g. the attractors a, b), got {points!r}") from err
+    if stacked.shape != (2, dim) or not torch.isfinite(stacked).all():
+        raise ValueError(f"{name} must be two finite points of dimension {dim} (e.g. the attractors a, b), "
+                         f"got shape {tuple(stacked.shape)}")
+    return stacked
 
 
 def _near_attractors(attractors, sampler, device):

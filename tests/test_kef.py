@@ -327,3 +327,65 @@ def test_the_field_is_called_in_chunks_with_the_same_result(monkeypatch):
     sizes.clear()
     whole = sl.fit_kef(field, 2, **kw)
     assert max(sizes) == 100 * 6 * 64 and whole.loss_history_ == chunked.loss_history_
+
+
+def test_sign_loss_is_near_zero_only_when_each_state_has_its_basins_sign():
+    from seplib.kef import sign_loss
+    y = torch.tensor([1.0, 1.0, -1.0, -1.0] * 10)
+    right = y * (torch.rand(40, generator=torch.Generator().manual_seed(0)) + 0.5)
+    assert sign_loss(right, y) < 1e-3 and sign_loss(1e-4 * right, y) < 1e-3    # any scale
+    wrong = torch.cat((-right[:4], right[4:]))                               # 4 of 40 flipped
+    assert sign_loss(wrong, y) > 0.05 and sign_loss(-right, y) > 5 * sign_loss(wrong, y)   # grows with the wrong
+
+
+def test_zero_set_labels_takes_the_states_nearest_psis_zero_set_and_simulates_their_basins():
+    from seplib.kef import zero_set_labels
+    system = sl.bistable_2d()          # basins x < 0 and x > 0; psi's zero set put at x = 0.3
+    net = torch.nn.Linear(2, 1)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([[1.0, 0.0]]))
+        net.bias.fill_(-0.3)
+    probes = torch.randn(2, 500, 2) * torch.tensor([0.5, 2.0])[:, None, None]   # two scales
+    x, y = zero_set_labels(net, system, probes.reshape(-1, 2), 2, torch.tensor(system.attractors), n=40)
+    assert x.shape == (40, 2) and y.shape == (40,)
+    gap = (x[:, 0] - 0.3).abs()
+    assert (gap[:20].max() < (probes[0, :, 0] - 0.3).abs().sort().values[20]
+            and gap[20:].max() < (probes[1, :, 0] - 0.3).abs().sort().values[20])   # 20 per scale
+    # psi is positive at b = (1, 0): +1 marks the states that go there, whatever psi says
+    assert torch.equal(y, torch.where(x[:, 0] > 0, 1.0, -1.0))
+    assert ((x[:, 0] > 0) & (x[:, 0] < 0.3)).any()          # some where psi has the wrong sign
+
+
+def test_the_sign_loss_adds_to_the_step_on_the_rows_after_the_samples():
+    from seplib.kef import _train_step, sign_loss
+    system = sl.bistable_2d()
+    torch.manual_seed(0)
+    x, y = torch.randn(12, 2), torch.tensor([1.0, -1.0, 1.0, -1.0])
+    perm = torch.randperm(4)
+    for rhs in ("standard", "squashed", lambda p: p - p**3):
+        losses = []
+        for rows, labels in ((8, None), (12, y)):
+            torch.manual_seed(1)
+            net = sl.kef.mlp(2)
+            losses.append(_train_step(net, rhs, 1.0, 1.0, 1.0, None, None, x[:rows], system(x[:8]), perm,
+                                      None, labels))
+        with torch.no_grad():
+            expected = sign_loss(net(x[8:]).flatten(), y).item()
+        assert abs(losses[1] - losses[0] - expected) < 1e-5
+
+
+def test_refine_trains_on_from_the_labelled_states_and_refuses_malformed_attractors(monkeypatch):
+    system = sl.bistable_2d()
+    attractors = torch.tensor(system.attractors)
+    monkeypatch.setattr(kef_module, "REFINE_EPOCHS", 40)
+    monkeypatch.setattr(kef_module, "REFINE_STATES", 60)
+    seen = []
+    real = kef_module.zero_set_labels
+    monkeypatch.setattr(kef_module, "zero_set_labels", lambda *a, **k: seen.append(real(*a, **k)) or seen[-1])
+    kef = sl.fit_kef(system, 2, refine=(attractors[0], attractors[1]), tol=None, **FAST)
+    assert len(kef.loss_history_) == FAST["epochs"] + 40 and len(seen[0][1]) == 60
+    with torch.no_grad():
+        assert kef(attractors[0]) * kef(attractors[1]) < 0
+    for bad in (attractors[:1], [attractors[0], torch.tensor([0.0, float("nan")])], "ab"):
+        with pytest.raises(ValueError, match="refine must be two"):
+            sl.fit_kef(system, 2, refine=bad, **FAST)
