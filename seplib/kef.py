@@ -279,9 +279,17 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     k = max(1, min(n // n_scales, nearness.shape[1]))
     picks = nearness.topk(k, dim=1, largest=False).indices
     x = probes[(picks + torch.arange(n_scales, device=picks.device)[:, None] * nearness.shape[1]).flatten()]
-    reached, end = settle(field, x, torch.stack((a, b)), T)
+    try:
+        reached, end = settle(field, x, torch.stack((a, b)), T)
+    except AssertionError as err:  # torchdiffeq's step size underflow: a trajectory blew up
+        raise FloatingPointError(f"refine: integrating the field from the states nearest psi's zero set "
+                                 f"failed ({err}): the field is NaN, inf or too stiff along their "
+                                 "trajectories; check f there, or pass refine=None") from err
     to_b = torch.where(reached >= 0, reached == 1, (end - b).norm(dim=-1) < (end - a).norm(dim=-1))
     keep = torch.isfinite(end).all(dim=-1)
+    if not keep.any():
+        raise FloatingPointError("refine: every trajectory from the states nearest psi's zero set left the "
+                                 "floats (inf or NaN): check the field there, or pass refine=None")
     with torch.no_grad():
         b_positive = (net(b[None]) > net(a[None])).item()
     y = torch.where(to_b == b_positive, 1.0, -1.0).to(probes.dtype)

@@ -354,6 +354,8 @@ def test_zero_set_labels_takes_the_states_nearest_psis_zero_set_and_simulates_th
     # psi is positive at b = (1, 0): +1 marks the states that go there, whatever psi says
     assert torch.equal(y, torch.where(x[:, 0] > 0, 1.0, -1.0))
     assert ((x[:, 0] > 0) & (x[:, 0] < 0.3)).any()          # some where psi has the wrong sign
+    with pytest.raises(FloatingPointError, match="refine: integrating the field"):
+        zero_set_labels(net, lambda z: z**3, probes.reshape(-1, 2), 2, torch.tensor(system.attractors), n=40)
 
 
 def test_the_sign_loss_adds_to_the_step_on_the_rows_after_the_samples():
