@@ -130,11 +130,11 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3, relative_t
 
 
 def _nearer(field, x, a, b, T, relative_tol=None):
-    """True where the flow from x goes to b rather than a (by the end state's distance if it has
-    not settled by T)."""
+    """``(to_b, end)``: True where the flow from x goes to b rather than a (by the end state's
+    distance if it has not settled by T), and the end states."""
     labels, end = settle(field, x, torch.stack((a, b)), T, relative_tol=relative_tol)
     nearer_b = (end - b).norm(dim=-1) < (end - a).norm(dim=-1)
-    return torch.where(labels >= 0, labels == 1, nearer_b)
+    return torch.where(labels >= 0, labels == 1, nearer_b), end
 
 
 def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32, relative_tol=None):
@@ -150,7 +150,7 @@ def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32,
     hi = torch.ones_like(lo)
     for _ in range(n_iter):
         mid = (lo + hi) / 2
-        to_b = _nearer(field, curve(mid), a, b, T, relative_tol)
+        to_b, _ = _nearer(field, curve(mid), a, b, T, relative_tol)
         hi = torch.where(to_b, mid, hi)
         lo = torch.where(to_b, lo, mid)
     return (lo + hi) / 2
@@ -233,7 +233,7 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
                 break
         x = integrate(field, x, [0.0, tau])[-1]
         lo, hi = x - width, x + width
-        lo_to_b, hi_to_b = _nearer(field, torch.stack((lo, hi)), a, b, T).tolist()
+        lo_to_b, hi_to_b = _nearer(field, torch.stack((lo, hi)), a, b, T)[0].tolist()
         if lo_to_b or not hi_to_b:
             break  # the segment no longer straddles the separatrix: the point has settled
         s = bisect(field, lambda s: lo + s[:, None] * (hi - lo), a, b, 1, T, 20, dtype=x.dtype)

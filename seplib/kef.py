@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _fast
-from .flow import final_state, jacobian, settle
+from .flow import _nearer, final_state, jacobian
 from ._guards import _short, as_field, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
@@ -280,12 +280,11 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     picks = nearness.topk(k, dim=1, largest=False).indices
     x = probes[(picks + torch.arange(n_scales, device=picks.device)[:, None] * nearness.shape[1]).flatten()]
     try:
-        reached, end = settle(field, x, torch.stack((a, b)), T)
+        to_b, end = _nearer(field, x, a, b, T)
     except AssertionError as err:  # torchdiffeq's step size underflow: a trajectory blew up
         raise FloatingPointError(f"refine: integrating the field from the states nearest psi's zero set "
                                  f"failed ({err}): the field is NaN, inf or too stiff along their "
                                  "trajectories; check f there, or pass refine=None") from err
-    to_b = torch.where(reached >= 0, reached == 1, (end - b).norm(dim=-1) < (end - a).norm(dim=-1))
     keep = torch.isfinite(end).all(dim=-1)
     if not keep.any():
         raise FloatingPointError("refine: every trajectory from the states nearest psi's zero set left the "
@@ -674,13 +673,14 @@ def _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, n
 
 
 def _two_points(points, dim, name):
-    """Two finite points of dimension ``dim`` as a float64 ``[2, dim]`` tensor, or a ValueError."""
+    """Two finite points of dimension ``dim`` as a float64 ``[2, dim]`` tensor on the CPU, or a
+    ValueError (``attractors=``, ``refine=``)."""
     try:
-        stacked = torch.stack([torch.as_tensor(p, dtype=torch.float64).flatten() for p in points])
+        stacked = torch.stack([torch.as_tensor(p, dtype=torch.float64).cpu() for p in points])
     except (TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"{name} must be two points (e.g. the attractors a, b), got {points!r}") from err
     if stacked.shape != (2, dim) or not torch.isfinite(stacked).all():
-        raise ValueError(f"{name} must be two finite points of dimension {dim} (e.g. the attractors a, b), "
+        raise ValueError(f"{name} must be two finite points, shape (2, {dim}) (e.g. the attractors a, b), "
                          f"got shape {tuple(stacked.shape)}")
     return stacked
 
@@ -690,10 +690,7 @@ def _near_attractors(attractors, sampler, device):
     scale around each of the two attractors."""
     if attractors is None:
         return None
-    points = torch.as_tensor(attractors, dtype=torch.float64).cpu()
-    if points.shape != (2, sampler.dim) or not torch.isfinite(points).all():
-        raise ValueError(f"attractors must be two finite points, shape (2, {sampler.dim}), got shape "
-                         f"{tuple(points.shape)}")
+    points = _two_points(attractors, sampler.dim, "attractors")
     smallest = [sampler.scales.min().item()]
     around = [MultiscaleGaussian(sampler.dim, smallest, p, sampler.cov) for p in points]
     return lambda n, gen, dev: torch.stack([g.sample(n, gen, device=dev)[0] for g in around])

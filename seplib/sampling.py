@@ -103,17 +103,17 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
       objectives, as fit_kef does in two dimensions. (The squashed objective once took mu itself;
       on our 64-unit GRUs its psi stays small, where psi - psi^3 ~ psi and a ratio of 1 leaves
       the sign far out to tiny values.)
-    - How: no early stop, at a learning rate of 1e-2 (more than ``fit_kef``'s 3e-3: it moved
-      the standard objective's zero set onto the separatrix at d = 32); 5000 epochs of 192
-      samples per scale for the standard objective, 10000 of 96 for the squashed one, about
-      the same time, each then 1000 more with ``refine`` (below). The larger batch raised the standard psi's basin agreement on our
-      64-unit GRU from 0.979-0.988 to 0.9896-0.9923 over six fit seeds; the squashed psi's
-      crossings moved off with it, so that objective keeps the smaller batch. Trajectory
-      pairs (``flow_time="auto"``) are weighted 1, not ``fit_kef``'s 10. The pairs carry
-      psi's sign from where the Gaussians put many samples to where they put few, far from the
-      saddle: on our 64-unit GRU they raised the worst basin agreement over six seeds from
-      0.977 to 0.986 (squashed) and from 0.976 to 0.980 (standard). (With samples spread
-      evenly around the separatrix point, before the region was spread along the segment,
+    - How: no early stop, at a learning rate of 1e-2 (more than ``fit_kef``'s 3e-3: it moved the
+      standard objective's zero set onto the separatrix at d = 32); 5000 epochs of 192 samples per
+      scale for the standard objective, 10000 of 96 for the squashed one, about the same time,
+      each then 1000 more with ``refine`` (below). The larger batch raised the standard psi's
+      basin agreement on our 64-unit GRU from 0.979-0.988 to 0.9896-0.9923 over six fit seeds
+      (before ``refine``); the squashed psi's crossings moved off with it, so that objective keeps
+      the smaller batch. Trajectory pairs (``flow_time="auto"``) are weighted 1, not ``fit_kef``'s
+      10. The pairs carry psi's sign from where the Gaussians put many samples to where they put
+      few, far from the saddle: on our 64-unit GRU they raised the worst basin agreement over six
+      seeds from 0.977 to 0.986 (squashed) and from 0.976 to 0.980 (standard). (With samples
+      spread evenly around the separatrix point, before the region was spread along the segment,
       they had pulled the zero set off the separatrix.)
     - Then ``refine=(a, b)``: the 2000 samples nearest psi's zero set are simulated to see
       which attractor each reaches, and training goes on with their signs held
