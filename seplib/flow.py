@@ -6,11 +6,20 @@ from ._guards import as_field, finite_or_raise
 
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
-    """Integrate dx/dt = field(x) from ``x0`` (``[..., d]``) at the times ``t``: ``[len(t), ..., d]``."""
+    """Integrate dx/dt = field(x) from ``x0`` (``[..., d]``) at the times ``t``: ``[len(t), ..., d]``.
+
+    Where the step size underflows (torchdiffeq asserts that it does not; the field is NaN, inf
+    or too stiff along a trajectory) it raises a FloatingPointError, not a bare AssertionError."""
     t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
     field = as_field(field)
     with torch.no_grad():
-        return odeint(lambda _t, x: field(x), x0, t, method=method, rtol=rtol, atol=atol)
+        try:
+            return odeint(lambda _t, x: field(x), x0, t, method=method, rtol=rtol, atol=atol)
+        except AssertionError as err:
+            if "underflow in dt" not in str(err):
+                raise
+            raise FloatingPointError(f"integrating the field failed ({err}): the field is NaN, inf or too "
+                                     "stiff along a trajectory") from err
 
 
 def final_state(field, x0, T):

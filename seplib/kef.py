@@ -281,9 +281,9 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     x = probes[(picks + torch.arange(n_scales, device=picks.device)[:, None] * nearness.shape[1]).flatten()]
     try:
         to_b, end = _nearer(field, x, a, b, T)
-    except AssertionError as err:  # torchdiffeq's step size underflow: a trajectory blew up
+    except FloatingPointError as err:   # integrate's: a trajectory blew up
         raise FloatingPointError(f"refine: integrating the field from the states nearest psi's zero set "
-                                 f"failed ({err}): the field is NaN, inf or too stiff along their "
+                                 f"failed ({err.__cause__}): the field is NaN, inf or too stiff along their "
                                  "trajectories; check f there, or pass refine=None") from err
     keep = torch.isfinite(end).all(dim=-1)
     if not keep.any():

@@ -211,9 +211,9 @@ def pair_ends(field, x0, longest, n_times=8):
                                      "sampled region (scales, mean), or clip the field")
     try:
         states = integrate(field, x0, torch.cat((times.new_zeros(1), times)), rtol=1e-4, atol=1e-5)[1:]
-    except AssertionError as err:  # torchdiffeq's step size underflow: NaN, inf or a stiff field
-        raise FloatingPointError(f"integrating the field from the samples failed ({err}): the field "
-                                 "is NaN, inf or too stiff along the trajectories; check f, or "
+    except FloatingPointError as err:   # integrate's: NaN, inf or a stiff field
+        raise FloatingPointError(f"integrating the field from the samples failed ({err.__cause__}): the "
+                                 "field is NaN, inf or too stiff along the trajectories; check f, or "
                                  "pass flow_time=None") from err
     which = torch.arange(len(x0), device=x0.device).repeat(n_times)  # states are [n_times, N, d]
     end = states.reshape(-1, x0.shape[-1])

@@ -125,3 +125,11 @@ def test_find_saddles_finds_none_where_there_is_no_saddle():
 def test_find_saddles_refuses_nan_before_linear_algebra():
     with pytest.raises(FloatingPointError, match="find_saddles"):
         sl.find_saddles(lambda x: x * torch.sqrt(x[..., :1] - 100), torch.randn(50, 2))
+
+
+def test_integrate_names_a_step_size_underflow_instead_of_asserting():
+    x0 = torch.tensor([[1.5, 0.0]])
+    with pytest.raises(FloatingPointError, match="integrating the field failed .*underflow in dt"):
+        sl.integrate(lambda x: x**3, x0, [0.0, 5.0])   # x(t) = 1 / sqrt(1/x0^2 - 2t) blows up at t = 0.22
+    with pytest.raises(FloatingPointError, match="too stiff along a trajectory"):
+        sl.basin_labels(lambda x: x**3, x0, torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
