@@ -20,7 +20,10 @@ slow manifolds: the labels come from simulation (``basin_labels`` with ``relativ
 the seeds are fit_kef's, and beside psi it scores the linearisation at the saddle and a
 re-implementation of the reference's high-dimensional recipe (a residual MLP 500 wide with 8
 blocks, squashed, lambda = 1, Gaussians at the separatrix point with covariance 2 I times 0.1,
-1 and 3, 256 samples per scale, Adam 1e-3, 500 epochs).
+1 and 3, 256 samples per scale, Adam 1e-3, 500 epochs). ``--classifier 2000,20000`` adds what the
+same agreement costs as labels alone: psi's default network (its radial input included) trained
+as a classifier on that many states drawn from the scoring clouds' own law (another seed),
+labelled by simulation, with the seconds that labelling took.
 The book's GRU is held out: tune on another network of the same recipe, made with
 
     .venv/bin/python -m seplib.flipflop --hidden 64 --seed 1 --out /tmp/gru64_seed1/
@@ -120,7 +123,46 @@ def _score(name, kef, field, a, b, x, labels, s_true, seconds, seed):
     return row, err["s_true"]
 
 
-def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radial=True, network=None):
+def fit_classifier(x, y, centre, radius, seed, steps=4000, batch=512, lr=1e-3):
+    """psi's default network (radial input included) trained as a classifier: logistic loss on
+    states ``x`` of known basin ``y`` (True: b's), Adam with a cosine decay. Returns the logit."""
+    torch.manual_seed(seed)
+    net = sl.kef.mlp(x.shape[-1], radial=(centre, radius))
+    opt = torch.optim.Adam(net.parameters(), lr)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+    sign = y.float() * 2 - 1
+    for _ in range(steps):
+        i = torch.randint(len(x), (batch,))
+        loss = nn.functional.softplus(-sign[i] * net(x[i]).flatten()).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+    return net.eval()
+
+
+def run_classifiers(sizes, seeds, field, a, b, x, labels, s_true, centre):
+    """The same network trained as a classifier on ``n`` states of the scoring clouds' own law,
+    labelled by simulation: what psi's agreement would cost as labels alone."""
+    rows = []
+    for n in sizes:
+        t = time.perf_counter()
+        states = sl.segment_clouds(a, b, n, seed=1)     # the scoring clouds are seed 0
+        found = sl.basin_labels(field, states, torch.stack((a, b)), relative_tol=0.5)
+        labelling = time.perf_counter() - t
+        states, to_b = states[found >= 0], found[found >= 0] == 1
+        for seed in seeds:
+            t = time.perf_counter()
+            net = fit_classifier(states, to_b, centre, (b - a).norm().item(), seed)
+            row, _ = _score(f"clf {n}", net, field, a, b, x, labels, s_true, time.perf_counter() - t, seed)
+            row["sim_seconds"] = labelling
+            rows.append(row)
+        print(f"  classifier on {n} states: labelling them by simulation took {labelling:.1f} s", flush=True)
+    return rows
+
+
+def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radial=True, network=None,
+            classifier=()):
     if network is None:
         model = sl.load_flipflop_gru(name="flipflop_gru_64d")
         card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
@@ -155,7 +197,7 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radi
                              tol=None, model=ResidualMLP(64), seed=seed, progress=False, device="cpu")
             rows.append(_score("reference", kef, field, a, b, x, labels, s_true, time.perf_counter() - t,
                                seed)[0])
-    return rows
+    return rows + run_classifiers(classifier, seeds, field, a, b, x, labels, s_true, saddle)
 
 
 def main():
@@ -173,13 +215,16 @@ def main():
     ap.add_argument("--network", type=Path, help="GRU: another network's folder (model.pt, card.json), "
                     "as `python -m seplib.flipflop` writes it")
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
+    ap.add_argument("--classifier", default="", help="GRU: also train psi's network as a classifier on "
+                    "this many simulated states of the clouds' own law, e.g. 2000,20000")
     args = ap.parse_args()
     torch.set_num_threads(2)
     rows = []
     seeds = [int(v) for v in args.seeds.split(",")]
     if args.gru:
-        rows = run_gru(seeds, args.rhs.split(","), not args.no_reference, args.at_point, args.epochs,
-                       not args.no_radial, args.network)
+        rows = run_gru(seeds, [r for r in args.rhs.split(",") if r], not args.no_reference, args.at_point, args.epochs,
+                       not args.no_radial, args.network,
+                       [int(v) for v in args.classifier.split(",") if v])
     for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
             rows += run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial)
