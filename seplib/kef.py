@@ -742,7 +742,9 @@ def _warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
 def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):
     """Train once for ``max(at_epochs)`` epochs, with no early stop, and return a frozen copy of
     psi at each of ``at_epochs``: one training shows how the zero set settles. The last is the
-    returned psi (averaged weights); the others have the weights of their epoch."""
+    returned psi (averaged weights); the others have the weights of their epoch. With
+    ``refine=`` the last also has the refinement's ``REFINE_EPOCHS`` epochs, run after
+    ``max(at_epochs)``."""
     at = sorted(set(int(e) for e in at_epochs))
     copies = {}
 
