@@ -67,6 +67,32 @@ def finite_or_raise(tensor, what, where, fix, points=None):
     raise FloatingPointError(f"{what} is {kind}{at}, so {where}: {fix}")
 
 
+def as_point(x, name, dim=None, dtype=None):
+    """``x`` as a finite 1-D tensor (of length ``dim`` when given), or a ValueError that names it."""
+    try:
+        point = torch.as_tensor(x, dtype=dtype)
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{name} must be a point (a 1-D tensor of numbers), got {type(x).__name__}") from err
+    if not (point.is_floating_point() or dtype is not None):
+        point = point.float()   # integer coordinates
+    if point.dim() != 1 or (dim is not None and len(point) != dim):
+        want = "a 1-D tensor" if dim is None else f"a 1-D tensor of length {dim}"
+        raise ValueError(f"{name} must be {want}, got shape {tuple(point.shape)}")
+    if not torch.isfinite(point).all():
+        raise ValueError(f"{name} has NaN or inf entries ({_short(point)}): give a finite point")
+    return point
+
+
+def as_ends(a, b, dtype=None):
+    """Attractors ``a`` and ``b`` as two finite, distinct points of one dimension, ``b`` in
+    ``a``'s dtype and on its device."""
+    a = as_point(a, "a", dtype=dtype)
+    b = as_point(b, "b", len(a), a.dtype).to(a.device)
+    if torch.equal(a, b):
+        raise ValueError("a and b are the same point: give two distinct attractors")
+    return a, b
+
+
 def _short(x, n=6):
     """The first ``n`` entries of x for a message, 4 digits each; entries below 1e-30 in size
     (float32 denormals, rounding noise of a zero) print as 0."""

@@ -2,7 +2,7 @@
 import torch
 from torchdiffeq import odeint
 
-from ._guards import as_field, finite_or_raise
+from ._guards import as_ends, as_field, as_point, finite_or_raise
 
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
@@ -167,8 +167,7 @@ def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32,
 
 def separatrix_point(field, a, b, T=60.0, n_iter=30):
     """A point on the separatrix between attractors ``a`` and ``b``, by bisection along the segment."""
-    a = torch.as_tensor(a)
-    b = torch.as_tensor(b, dtype=a.dtype, device=a.device)
+    a, b = as_ends(a, b)
     s = bisect(field, lambda s: a + s[:, None] * (b - a), a, b, 1, T, n_iter, dtype=a.dtype)
     return a + s[0] * (b - a)
 
@@ -233,8 +232,10 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
     method on f(x) = 0 finishes. Returns ``(saddle [d], eigenvalues [d] complex)``.
     """
     field = as_field(field)
-    x = torch.as_tensor(point)
-    a, b = torch.as_tensor(a, dtype=x.dtype), torch.as_tensor(b, dtype=x.dtype)
+    x = as_point(point, "point")
+    a, b = as_ends(a, b, x.dtype)
+    if len(a) != len(x):
+        raise ValueError(f"point has dimension {len(x)} but a and b have {len(a)}: give points of one space")
     width = 0.05 * (b - a)
     for _ in range(rounds):
         with torch.no_grad():

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from ._guards import as_field
+from ._guards import as_field, as_point
 from .flow import basin_labels
 from .validate import grid, wrong_basin
 
@@ -91,8 +91,12 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
         Z = kef(pts).reshape(X.shape).cpu().numpy()
+    bad = ~np.isfinite(Z)
+    if bad.any():
+        raise FloatingPointError(f"psi is NaN or inf at {int(bad.sum())} of {Z.size} grid points, so it has no "
+                                 "level sets there to draw: check the KEF (a diverged fit?), or the plane")
     X, Y = X.numpy(), Y.numpy()
-    lim = np.nanmax(np.abs(Z)) or 1.0
+    lim = np.abs(Z).max() or 1.0
     filled = ax.contourf(X, Y, Z, levels=31, cmap="coolwarm", vmin=-lim, vmax=lim)
     if colorbar:
         plt.colorbar(filled, ax=ax, label=r"$\psi$")
@@ -123,7 +127,8 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
 def plane(origin, u, v):
     """The map (s, t) -> origin + s u + t v, with u and v made orthonormal (Gram-Schmidt), and
     its inverse on points: ``(to_space, to_plane)``."""
-    origin, u, v = (torch.as_tensor(w, dtype=torch.float32).flatten() for w in (origin, u, v))
+    origin = as_point(origin, "origin", dtype=torch.float32)
+    u, v = (as_point(w, name, len(origin), torch.float32) for w, name in ((u, "u"), (v, "v")))
     u = u / u.norm()
     v = v - (v @ u) * u
     if not (u.norm() > 0 and v.norm() > 1e-6 * u.norm()):

@@ -28,6 +28,7 @@ class System:
     params: dict = dc_field(default_factory=dict)
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        self._check(x)
         return self.f(x)
 
     def separatrix_value(self, x: torch.Tensor) -> torch.Tensor:
@@ -36,7 +37,14 @@ class System:
         if self.separatrix is None:
             raise ValueError(f"{self.name}: its separatrix has no closed form; find basins by "
                              "integration (seplib.basin_labels)")
+        self._check(x)
         return self.separatrix(x)
+
+    def _check(self, x):
+        if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.dim:
+            shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
+            raise ValueError(f"{self.name} is {self.dim}-dimensional: give points as a Tensor[..., {self.dim}], "
+                             f"got {shape}")
 
 
 def _bistable_1d(x):

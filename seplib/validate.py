@@ -1,12 +1,20 @@
 """How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
+import numbers
+
 import torch
 
+from ._guards import as_ends
 from .flow import basin_labels, bisect
 
 
 def _psi(kef, x):
     with torch.no_grad():
-        return kef(x).reshape(x.shape[:-1])
+        psi = kef(x).reshape(x.shape[:-1])
+    bad = ~torch.isfinite(psi)
+    if bad.any():
+        raise FloatingPointError(f"psi is NaN or inf at {int(bad.sum())} of {bad.numel()} points, so its sign "
+                                 "says no basin there: check the KEF (a diverged fit?) and the points")
+    return psi
 
 
 def wrong_basin(psi, labels):
@@ -23,7 +31,14 @@ def wrong_basin(psi, labels):
 def basin_agreement(kef, x, labels):
     """Fraction of the labelled points (label 0 or 1) where sign(psi) matches the basin, with
     the better of the two sign conventions. Unlabelled points (-1) are left out."""
+    labels = torch.as_tensor(labels)
+    if tuple(labels.shape) != tuple(x.shape[:-1]):
+        raise ValueError(f"labels has shape {tuple(labels.shape)} but x has {tuple(x.shape[:-1])} points: "
+                         "give one label per point (from basin_labels on the same x)")
     keep = labels >= 0
+    if not keep.any():
+        raise ValueError("no point is labelled (every label is -1): there is nothing to agree with; "
+                         "label the points with basin_labels (relative_tol= for slow memories)")
     return 1.0 - wrong_basin(_psi(kef, x), labels)[keep.cpu()].float().mean().item()
 
 
@@ -59,7 +74,9 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     along the curves. Pass that ``s_true`` back to measure another KEF of the same field, with
     the same attractors and curve settings, without bisecting the ODE again.
     """
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    a, b = as_ends(a, b)
+    if isinstance(n_curves, bool) or not isinstance(n_curves, numbers.Integral) or n_curves < 1:
+        raise ValueError(f"n_curves must be a positive integer, got {n_curves!r}")
     curve = random_curves(a, b, n_curves, bend, seed)
     if s_true is None:
         s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype)
@@ -98,7 +115,11 @@ def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
     segment, uniform, plus a random direction times a norm uniform in [lo, hi] x |b - a|. Where
     basins cannot be drawn, basin agreement on these clouds says how well psi splits the space
     between the attractors."""
-    a, b = torch.as_tensor(a), torch.as_tensor(b)
+    a, b = as_ends(a, b)
+    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
+        raise ValueError(f"n must be a positive integer (how many points), got {n!r}")
+    if not 0 <= lo <= hi:
+        raise ValueError(f"lo and hi must satisfy 0 <= lo <= hi (norms as fractions of |b - a|), got {lo}, {hi}")
     gen = torch.Generator().manual_seed(seed)
     along = torch.rand(n, 1, generator=gen, dtype=a.dtype)
     direction = torch.randn(n, a.shape[-1], generator=gen, dtype=a.dtype)

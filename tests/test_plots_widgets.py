@@ -1,4 +1,5 @@
 import matplotlib.pyplot as plt
+import pytest
 import torch
 
 import seplib as sl
@@ -78,4 +79,16 @@ def test_kef_slice_draws_psi_and_the_truth_on_a_plane_through_d_dimensions():
         assert "saddle" in [t.get_text() for t in ax.get_legend().get_texts()]
     # the attractors project onto the u axis at -+|b - a| / 2
     torch.testing.assert_close(to_plane(b), torch.tensor([(b - a).norm() / 2, 0.0]), atol=1e-5, rtol=0)
+    plt.close("all")
+
+
+def test_kef_slice_names_a_bad_plane_or_a_nan_psi():
+    system = sl.bistable_nd(6, seed=0)
+    e = torch.eye(6)
+    with pytest.raises(ValueError, match="origin has NaN or inf"):
+        plots.kef_slice(system.separatrix_value, system, torch.full((6,), float("nan")), e[0], e[1])
+    with pytest.raises(ValueError, match="u must be a 1-D tensor of length 6"):
+        plots.kef_slice(system.separatrix_value, system, torch.zeros(6), e[0, :3], e[1])
+    with pytest.raises(FloatingPointError, match="psi is NaN or inf at 961 of 961 grid points"):
+        plots.kef_slice(lambda x: x[..., 0] * float("nan"), system, torch.zeros(6), e[0], e[1], n=31)
     plt.close("all")

@@ -89,3 +89,11 @@ def test_bistable_nd_is_seeded_and_curved():
         sl.bistable_nd(1)
     with pytest.raises(ValueError, match="has no closed form"):
         sl.duffing().separatrix_value(x[:, :2])
+
+
+def test_a_system_names_its_dimension_when_given_other_points():
+    system = sl.bistable_nd(8)
+    with pytest.raises(ValueError, match=r"8-dimensional: give points as a Tensor\[..., 8\], got \(3, 5\)"):
+        system(torch.zeros(3, 5))
+    with pytest.raises(ValueError, match="8-dimensional"):
+        system.separatrix_value(torch.zeros(5))

@@ -42,3 +42,39 @@ def test_true_crossings_can_be_reused():
     assert again["median"] == first["median"] and torch.equal(again["true"], first["true"])
     with pytest.raises(ValueError, match="s_true"):
         sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=20, s_true=first["s_true"])
+
+
+@pytest.mark.parametrize("call, error, message", [
+    (lambda a, b: sl.segment_clouds(torch.full((8,), float("nan")), b, 10), ValueError, "a has NaN"),
+    (lambda a, b: sl.segment_clouds(a, b[:3], 10), ValueError, "b must be a 1-D tensor of length 8"),
+    (lambda a, b: sl.segment_clouds(a, a, 10), ValueError, "same point"),
+    (lambda a, b: sl.segment_clouds(a, b, 0), ValueError, "n must be a positive integer"),
+    (lambda a, b: sl.segment_clouds(a, b, 10, lo=2.0, hi=1.0), ValueError, "0 <= lo <= hi"),
+    (lambda a, b: sl.separatrix_error(lambda x: x[..., 0], sl.bistable_nd(8), a, b, n_curves=0), ValueError,
+     "n_curves must be a positive integer"),
+    (lambda a, b: sl.separatrix_error(lambda x: x[..., 0] * float("nan"), sl.bistable_nd(8), a, b, n_curves=4),
+     FloatingPointError, "psi is NaN or inf"),
+    (lambda a, b: sl.separatrix_point(sl.bistable_nd(8), torch.full((8,), float("inf")), b), ValueError,
+     "a has NaN or inf"),
+    (lambda a, b: sl.find_saddle(sl.bistable_nd(8), torch.zeros(3), a, b), ValueError, "point has dimension 3"),
+])
+def test_bad_points_and_counts_are_named(call, error, message):
+    a, b = torch.tensor(sl.bistable_nd(8).attractors)
+    with pytest.raises(error, match=message):
+        call(a, b)
+
+
+def test_basin_agreement_refuses_what_it_cannot_score():
+    x = torch.zeros(5, 2)
+    with pytest.raises(ValueError, match="one label per point"):
+        sl.basin_agreement(lambda z: z[..., 0], x, torch.zeros(4, dtype=torch.long))
+    with pytest.raises(ValueError, match="no point is labelled"):
+        sl.basin_agreement(lambda z: z[..., 0], x, torch.full((5,), -1))
+    with pytest.raises(FloatingPointError, match="psi is NaN or inf at 5 of 5"):
+        sl.basin_agreement(lambda z: z[..., 0] / 0 * 0, x, torch.zeros(5, dtype=torch.long))
+    assert sl.basin_agreement(lambda z: z[..., 0] - 0.5, torch.tensor([[0.0, 0], [1, 0]]), torch.tensor([0, 1])) == 1.0
+
+
+def test_segment_clouds_takes_integer_coordinates():
+    x = sl.segment_clouds([0, 0], [2, 0], 100)
+    assert x.dtype == torch.float32 and x.shape == (100, 2) and torch.isfinite(x).all()
