@@ -1,8 +1,11 @@
 """Ground truth by integration: attractors, basins, bisection to the separatrix, the saddle."""
+import math
+import numbers
+
 import torch
 from torchdiffeq import odeint
 
-from ._guards import as_ends, as_field, as_point, finite_or_raise
+from ._guards import _short, as_ends, as_field, as_point, finite_or_raise
 
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
@@ -11,6 +14,11 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
     Where the step size underflows (torchdiffeq asserts that it does not; the field is NaN, inf
     or too stiff along a trajectory) it raises a FloatingPointError, not a bare AssertionError."""
     t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    steps = t.diff()
+    if t.dim() != 1 or len(t) < 2 or not torch.isfinite(t).all() or not ((steps > 0).all() or (steps < 0).all()):
+        raise ValueError(f"t must be at least two finite times, strictly increasing or decreasing, got "
+                         f"{_short(t)}")
+    _finite_states(x0, "x0", "integrate")
     field = as_field(field)
     with torch.no_grad():
         try:
@@ -20,6 +28,30 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
                 raise
             raise FloatingPointError(f"integrating the field failed ({err}): the field is NaN, inf or too "
                                      "stiff along a trajectory") from err
+
+
+def _check_time(T):
+    if not (math.isfinite(T) and T > 0):
+        raise ValueError(f"T must be a finite time > 0, got {T}")
+
+
+def _finite_states(x, name, where):
+    bad = ~torch.isfinite(x).reshape(-1, x.shape[-1]).all(dim=-1) if x.dim() else ~torch.isfinite(x)
+    if bad.any():
+        raise ValueError(f"{name} has NaN or inf entries at {int(bad.sum())} of {bad.numel()} states, so {where} "
+                         "cannot follow them: give finite states")
+
+
+def _attractors(attractors, x):
+    """``attractors`` as a finite ``[k, d]`` tensor in x's dtype and on its device."""
+    attractors = torch.as_tensor(attractors, dtype=x.dtype, device=x.device)
+    if attractors.dim() != 2 or attractors.shape[-1] != x.shape[-1] or len(attractors) == 0:
+        raise ValueError(f"attractors must be a [k, {x.shape[-1]}] tensor (one point per row, e.g. "
+                         f"torch.stack((a, b))), got shape {tuple(attractors.shape)}")
+    if not torch.isfinite(attractors).all():
+        raise ValueError("attractors has NaN or inf entries: give finite points")
+    _finite_states(x, "x", "the flow")
+    return attractors
 
 
 def final_state(field, x0, T):
@@ -43,6 +75,11 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
 
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
     """
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
+        raise ValueError(f"dim must be a positive integer, got {dim!r}")
+    if isinstance(n_starts, bool) or not isinstance(n_starts, numbers.Integral) or n_starts < 1:
+        raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
+    _check_time(T)
     field = as_field(field, dim)
     merge = 10 * tol if merge is None else merge
     if not merge > 0:
@@ -89,7 +126,10 @@ def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12, relative_tol=None)
     Time advances in ``chunks`` steps, and only the points still moving are integrated further:
     most points settle early, so the stiff or slow few do not set the pace for all.
     """
-    attractors = torch.as_tensor(attractors, dtype=x.dtype, device=x.device)
+    attractors = _attractors(attractors, x)
+    _check_time(T)
+    if not tol > 0:
+        raise ValueError(f"tol must be a distance > 0, got {tol}")
     if relative_tol is not None and not 0 < relative_tol < 1:
         raise ValueError(f"relative_tol must lie in (0, 1), got {relative_tol}: 0.5 labels a point once it "
                          "is twice as far from every other attractor as from its own")
@@ -125,7 +165,7 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3, relative_t
     """
     d = x.shape[-1]
     points = x.reshape(-1, d)
-    attractors = torch.as_tensor(attractors, dtype=points.dtype, device=points.device)
+    attractors = _attractors(attractors, points)
     labels, _ = settle(field, points, attractors, T, tol, relative_tol=relative_tol)
     if margin > 0 and len(attractors) > 1:
         lines = attractors[1:] - attractors[0]
@@ -361,6 +401,8 @@ def expansion_rate(field, x, q=0.99):
     is up to twice as fast: ``find_saddles`` gives the saddle's own rate. The quantile, not the
     maximum, keeps one stray sample from setting it.
     """
+    if not 0 <= q <= 1:
+        raise ValueError(f"q must be a quantile in [0, 1], got {q}")
     x = x.detach().reshape(-1, x.shape[-1])
     J = jacobian(field, x)
     finite_or_raise(J, "the field's Jacobian", "torch.linalg.eigvals (in expansion_rate) was not called",

@@ -1,5 +1,6 @@
 """The flip-flop network: its task, its continuous-time field, and a safe checkpoint loader."""
 import json
+import math
 from pathlib import Path
 
 import torch
@@ -62,6 +63,9 @@ def gru_vector_field(model, speed=1.0, dt=1.0):
     """The autonomous continuous-time field of a flip-flop network with zero input:
     f(h) = speed * (G(0, h) - h) / dt. Takes ``[..., n_hidden]`` on any device, computes on the
     model's device and returns on the input's device and dtype."""
+    for name, value in (("speed", speed), ("dt", dt)):
+        if not (math.isfinite(value) and value > 0):
+            raise ValueError(f"{name} must be a finite number > 0 (the card's 'field' entry has both), got {value}")
     p = next(model.parameters())
     n_in = model.rnn.input_size
 

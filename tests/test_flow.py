@@ -133,3 +133,27 @@ def test_integrate_names_a_step_size_underflow_instead_of_asserting():
         sl.integrate(lambda x: x**3, x0, [0.0, 5.0])   # x(t) = 1 / sqrt(1/x0^2 - 2t) blows up at t = 0.22
     with pytest.raises(FloatingPointError, match="too stiff along a trajectory"):
         sl.basin_labels(lambda x: x**3, x0, torch.tensor([[1.0, 0.0], [-1.0, 0.0]]))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda f, ab: sl.integrate(f, torch.zeros(2), [0.0, 1.0, 0.5]), "strictly increasing or decreasing"),
+    (lambda f, ab: sl.integrate(f, torch.zeros(2), [0.0, float("nan")]), "at least two finite times"),
+    (lambda f, ab: sl.integrate(f, torch.full((2,), float("nan")), [0.0, 1.0]), "x0 has NaN or inf entries at 1 of 1"),
+    (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab[0]), r"attractors must be a \[k, 2\] tensor"),
+    (lambda f, ab: sl.basin_labels(f, torch.full((3, 2), float("inf")), ab), "x has NaN or inf entries at 3 of 3"),
+    (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab, T=-1.0), "T must be a finite time > 0"),
+    (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab, tol=0.0), "tol must be a distance > 0"),
+    (lambda f, ab: sl.find_attractors(f, 0), "dim must be a positive integer"),
+    (lambda f, ab: sl.find_attractors(f, 2, n_starts=0), "n_starts must be a positive integer"),
+    (lambda f, ab: sl.expansion_rate(f, torch.zeros(3, 2), q=2.0), r"q must be a quantile in \[0, 1\]"),
+])
+def test_bad_times_states_and_counts_are_named_before_integrating(call, message):
+    field = sl.bistable_2d()
+    with pytest.raises(ValueError, match=message):
+        call(field, torch.tensor(field.attractors))
+
+
+def test_integrate_runs_backwards_in_time():
+    # x' = x - x^3 backwards from 0.5 moves towards the repeller at 0
+    x = sl.integrate(sl.bistable_1d(), torch.tensor([0.5]), [0.0, -1.0])
+    assert 0 < x[-1].item() < 0.5

@@ -76,6 +76,12 @@ def test_vector_field_takes_any_batch_shape_and_matches_one_gru_step():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("kw", [{"speed": 0.0}, {"dt": float("nan")}, {"speed": -1.0}])
+def test_vector_field_refuses_a_speed_or_step_that_is_not_positive(kw):
+    with pytest.raises(ValueError, match="must be a finite number > 0"):
+        sl.gru_vector_field(sl.load_flipflop_gru(), **kw)
+
+
 def test_committed_checkpoint_is_bistable_and_solves_the_task():
     model = sl.load_flipflop_gru()
     assert flipflop_error(model) < CARD["error_threshold"]
