@@ -679,9 +679,11 @@ def _two_points(points, dim, name):
         stacked = torch.stack([torch.as_tensor(p, dtype=torch.float64).cpu() for p in points])
     except (TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"{name} must be two points (e.g. the attractors a, b), got {points!r}") from err
-    if stacked.shape != (2, dim) or not torch.isfinite(stacked).all():
+    if stacked.shape != (2, dim):
         raise ValueError(f"{name} must be two finite points, shape (2, {dim}) (e.g. the attractors a, b), "
                          f"got shape {tuple(stacked.shape)}")
+    if not torch.isfinite(stacked).all():
+        raise ValueError(f"{name} has NaN or inf entries: give two finite points (e.g. the attractors a, b)")
     return stacked
 
 

@@ -127,3 +127,11 @@ def test_flip_verdict_refuses_non_finite_states_before_integrating():
     with pytest.raises(ValueError, match="x0 has NaN"):
         sl.flips(system, torch.tensor([float("nan"), 0.8]), torch.tensor([0.5, 0.0]), attractors)
     assert sl.flip_verdict(system, x0, torch.zeros(2), attractors) == "short"   # no push: x0's basin
+
+
+@pytest.mark.parametrize("kw, message", [({"starts": 0}, "starts must be a positive integer"),
+                                         ({"steps": 0}, "steps must be a positive integer"),
+                                         ({"damping": 0.0}, r"damping must lie in \(0, 1\]")])
+def test_smallest_flip_names_bad_solver_settings(kw, message):
+    with pytest.raises(ValueError, match=message):
+        sl.smallest_flip(lambda x: x[..., 0], torch.tensor([0.5, 0.0]), **kw)
