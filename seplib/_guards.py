@@ -5,6 +5,8 @@ seplib. A NaN handed to ``torch.linalg`` can take the process down inside MKL (D
 parameter check, then a segfault), so every ``torch.linalg`` call in seplib first passes its
 input through ``finite_or_raise``.
 """
+import numbers
+
 import numpy as np
 import torch
 
@@ -65,6 +67,12 @@ def finite_or_raise(tensor, what, where, fix, points=None):
         first = points[rows.nonzero()[0, 0]]
         at = f" at {int(rows.sum())} of {len(points)} points, first at x = {_short(first)}"
     raise FloatingPointError(f"{what} is {kind}{at}, so {where}: {fix}")
+
+
+def check_count(value, name):
+    """A ValueError unless ``value`` is a positive integer (a bool is not one)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def as_point(x, name, dim=None, dtype=None):

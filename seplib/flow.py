@@ -1,11 +1,10 @@
 """Ground truth by integration: attractors, basins, bisection to the separatrix, the saddle."""
 import math
-import numbers
 
 import torch
 from torchdiffeq import odeint
 
-from ._guards import _short, as_ends, as_field, as_point, finite_or_raise
+from ._guards import _short, as_ends, as_field, as_point, check_count, finite_or_raise
 
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
@@ -75,10 +74,8 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
 
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
     """
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 1:
-        raise ValueError(f"dim must be a positive integer, got {dim!r}")
-    if isinstance(n_starts, bool) or not isinstance(n_starts, numbers.Integral) or n_starts < 1:
-        raise ValueError(f"n_starts must be a positive integer, got {n_starts!r}")
+    check_count(dim, "dim")
+    check_count(n_starts, "n_starts")
     _check_time(T)
     field = as_field(field, dim)
     merge = 10 * tol if merge is None else merge

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _fast
 from .flow import _nearer, final_state, jacobian
-from ._guards import _short, as_field, finite_or_raise
+from ._guards import _short, as_field, check_count, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
@@ -303,9 +303,8 @@ def _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance
                                      and math.isfinite(eigenvalue))):
         raise ValueError(f"eigenvalue must be 'auto' or a finite number > 0, got {eigenvalue!r}: "
                          "a positive eigenvalue makes psi grow away from the separatrix")
-    for name, value in (("epochs", epochs), ("batch_size", batch_size)):
-        if not (isinstance(value, int) and value > 0):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_count(epochs, "epochs")
+    check_count(batch_size, "batch_size")
     if not (flow_time is None or flow_time == "auto" or (isinstance(flow_time, (int, float))
                                                           and flow_time > 0 and math.isfinite(flow_time))):
         raise ValueError(f"flow_time must be 'auto', None or a finite time > 0, got {flow_time!r}")

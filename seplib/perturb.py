@@ -6,11 +6,9 @@ fraction of a second. By simulation alone one can only try directions one by one
 (``brute_force_flip``); ``flips`` checks any answer by simulation, and ``refine_flip`` corrects
 the length of psi's push along its direction, with a dozen simulated trajectories.
 """
-import numbers
-
 import torch
 
-from ._guards import as_field
+from ._guards import as_field, check_count
 from .flow import bisect, settle
 
 
@@ -72,9 +70,8 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     ``mask`` (bool, length d) limits delta to the coordinates where it is True. Raises ValueError
     when no start reaches psi = 0 (psi has no zero near x0 in the allowed directions).
     """
-    for name, value in (("starts", starts), ("steps", steps)):
-        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    check_count(starts, "starts")
+    check_count(steps, "steps")
     if not 0 < damping <= 1:
         raise ValueError(f"damping must lie in (0, 1] (the fraction of each jump taken), got {damping}")
     dim = getattr(kef, "dim", None)

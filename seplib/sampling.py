@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_field
+from ._guards import _short, as_field, check_count
 from .flow import expansion_rate, find_saddles, integrate, saddle_normal, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
@@ -24,9 +24,8 @@ class MultiscaleGaussian:
     """
 
     def __init__(self, dim, scales=DEFAULT_SCALES, mean=None, cov=None):
+        check_count(dim, "dim")
         self.dim = int(dim)
-        if self.dim < 1:
-            raise ValueError(f"dim must be a positive integer, got {dim}")
         scales = torch.as_tensor(scales, dtype=torch.float64).flatten()
         if scales.numel() == 0:
             raise ValueError("scales is empty: give at least one positive scale, e.g. [0.1, 1.0]")

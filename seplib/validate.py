@@ -1,9 +1,7 @@
 """How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
-import numbers
-
 import torch
 
-from ._guards import as_ends
+from ._guards import as_ends, check_count
 from .flow import basin_labels, bisect
 
 
@@ -75,8 +73,7 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     the same attractors and curve settings, without bisecting the ODE again.
     """
     a, b = as_ends(a, b)
-    if isinstance(n_curves, bool) or not isinstance(n_curves, numbers.Integral) or n_curves < 1:
-        raise ValueError(f"n_curves must be a positive integer, got {n_curves!r}")
+    check_count(n_curves, "n_curves")
     curve = random_curves(a, b, n_curves, bend, seed)
     if s_true is None:
         s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype)
@@ -116,8 +113,7 @@ def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
     basins cannot be drawn, basin agreement on these clouds says how well psi splits the space
     between the attractors."""
     a, b = as_ends(a, b)
-    if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-        raise ValueError(f"n must be a positive integer (how many points), got {n!r}")
+    check_count(n, "n")
     if not 0 <= lo <= hi:
         raise ValueError(f"lo and hi must satisfy 0 <= lo <= hi (norms as fractions of |b - a|), got {lo}, {hi}")
     gen = torch.Generator().manual_seed(seed)
