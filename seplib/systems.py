@@ -41,6 +41,8 @@ class System:
         return self.separatrix(x)
 
     def _check(self, x):
+        if self.dim == 1:   # elementwise: any shape is a batch of 1-D states
+            return
         if not isinstance(x, torch.Tensor) or x.dim() == 0 or x.shape[-1] != self.dim:
             shape = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
             raise ValueError(f"{self.name} is {self.dim}-dimensional: give points as a Tensor[..., {self.dim}], "

@@ -97,3 +97,5 @@ def test_a_system_names_its_dimension_when_given_other_points():
         system(torch.zeros(3, 5))
     with pytest.raises(ValueError, match="8-dimensional"):
         system.separatrix_value(torch.zeros(5))
+    # a 1-D system is elementwise: chapter 3 evaluates it on a plain vector of states
+    assert sl.bistable_1d()(torch.tensor([0.5, 2.0])).shape == (2,)
