@@ -76,6 +76,16 @@ def test_vector_field_takes_any_batch_shape_and_matches_one_gru_step():
     torch.testing.assert_close(out, expected, atol=1e-5, rtol=1e-5)
 
 
+@pytest.mark.parametrize("cell", ["gru", "rnn"])
+def test_step_matches_the_torch_cell_with_input_and_without(cell):
+    torch.manual_seed(0)
+    model = sl.FlipFlopRNN(n_in=3, n_hidden=5, cell=cell)
+    u, h = torch.randn(4, 6, 3), torch.randn(4, 6, 5)
+    out, _ = model.rnn(u.reshape(1, 24, 3), h.reshape(1, 24, 5))
+    torch.testing.assert_close(model.step(u, h), out.reshape(4, 6, 5))
+    torch.testing.assert_close(model.step(None, h), model.step(torch.zeros_like(u), h))
+
+
 @pytest.mark.parametrize("kw", [{"speed": 0.0}, {"dt": float("nan")}, {"speed": -1.0}])
 def test_vector_field_refuses_a_speed_or_step_that_is_not_positive(kw):
     with pytest.raises(ValueError, match="must be a finite number > 0"):
