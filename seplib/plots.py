@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from ._guards import as_field, as_point
+from ._guards import as_field, as_point, finite_or_raise
 from .flow import basin_labels
 from .validate import grid, wrong_basin
 
@@ -21,6 +21,8 @@ def _field_on_grid(field, lo, hi, n):
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
         F = as_field(field, 2)(pts)
+    finite_or_raise(F, "the field", "there are no streamlines to draw", "check f on the plotted box (lo, hi)",
+                    points=pts)
     return X.numpy(), Y.numpy(), F[:, 0].reshape(X.shape).numpy(), F[:, 1].reshape(X.shape).numpy()
 
 
@@ -56,6 +58,8 @@ def samples(points, ax=None, title="Training samples", labels=("$x$", "$y$")):
     """A scatter of samples ``[N, 2]`` (or ``[n_scales, n, 2]``, one colour per scale)."""
     ax = _ax(ax)
     pts = torch.as_tensor(points).cpu()
+    if pts.dim() not in (2, 3) or pts.shape[-1] != 2:
+        raise ValueError(f"points must be [N, 2] or [n_scales, n, 2] (2-D samples), got shape {tuple(pts.shape)}")
     pts = pts[None] if pts.dim() == 2 else pts
     for i, p in enumerate(pts):
         ax.scatter(p[:, 0], p[:, 1], s=4, alpha=0.35, label=f"scale {i}" if len(pts) > 1 else None)
@@ -90,7 +94,11 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     ax = _ax(ax)
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
-        Z = kef(pts).reshape(X.shape).cpu().numpy()
+        Z = kef(pts)
+    if Z.numel() != len(pts):
+        raise ValueError(f"psi returned {Z.numel()} values for {len(pts)} points: it must map [N, 2] to [N, 1] "
+                         "or [N], one value per point")
+    Z = Z.reshape(X.shape).cpu().numpy()
     bad = ~np.isfinite(Z)
     if bad.any():
         raise FloatingPointError(f"psi is NaN or inf at {int(bad.sum())} of {Z.size} grid points, so it has no "
@@ -226,6 +234,7 @@ def kef_1d(kef, analytic=None, lo=-0.95, hi=0.95, ax=None, title="1D KEF"):
     x = torch.linspace(lo, hi, 401).unsqueeze(-1)
     with torch.no_grad():
         psi = kef(x).reshape(-1)
+    finite_or_raise(psi, "psi", "there is no curve to draw", "check the KEF (a diverged fit?)", points=x)
     ax.plot(x[:, 0], psi, lw=2.5, label=r"learned $\psi$")
     if analytic is not None:
         ref, fitted, scales = analytic(x[:, 0]), torch.zeros_like(psi), []
@@ -245,6 +254,10 @@ def kef_1d(kef, analytic=None, lo=-0.95, hi=0.95, ax=None, title="1D KEF"):
 
 def loss_curve(*kefs, labels=None, ax=None, title="Training loss"):
     """The loss history of one or more KEFs (log scale)."""
+    if not kefs:
+        raise ValueError("loss_curve needs at least one KEF, e.g. loss_curve(kef)")
+    if labels is not None and len(labels) != len(kefs):
+        raise ValueError(f"labels has {len(labels)} entries for {len(kefs)} KEFs: give one label per KEF")
     ax = _ax(ax, (5.5, 3.5))
     for i, k in enumerate(kefs):
         ax.plot(k.loss_history_, lw=1, label=labels[i] if labels else None)

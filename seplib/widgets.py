@@ -6,6 +6,7 @@ kernel, so ``frames_slider`` bakes a few precomputed figures behind an HTML rang
 """
 import base64
 import io
+import math
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
@@ -18,6 +19,8 @@ from .sampling import DEFAULT_SCALES, MultiscaleGaussian
 
 def scales_up_to(largest):
     """The default scale ladder, stretched so that its largest scale is ``largest``."""
+    if not (math.isfinite(largest) and largest > 0):
+        raise ValueError(f"largest must be a finite scale > 0, got {largest}")
     return tuple(s * largest / DEFAULT_SCALES[-1] for s in DEFAULT_SCALES)
 
 
@@ -90,6 +93,9 @@ def frames_slider(figures, labels, name="value"):
 
     ``figures`` are matplotlib figures (closed here), ``labels`` the parameter value of each.
     """
+    if len(figures) == 0 or len(figures) != len(labels):
+        raise ValueError(f"frames_slider needs one label per figure and at least one figure, got "
+                         f"{len(figures)} figures and {len(labels)} labels")
     images = []
     for fig in figures:
         buf = io.BytesIO()

@@ -92,3 +92,22 @@ def test_kef_slice_names_a_bad_plane_or_a_nan_psi():
     with pytest.raises(FloatingPointError, match="psi is NaN or inf at 961 of 961 grid points"):
         plots.kef_slice(lambda x: x[..., 0] * float("nan"), system, torch.zeros(6), e[0], e[1], n=31)
     plt.close("all")
+
+
+def test_the_plots_and_the_slider_name_what_they_cannot_draw():
+    field = sl.bistable_2d()
+    with pytest.raises(FloatingPointError, match="the field is NaN"):
+        plots.phase_portrait(lambda x: x * float("nan"))
+    with pytest.raises(ValueError, match="one value per point"):
+        plots.kef_levels(lambda x: x, field)
+    with pytest.raises(FloatingPointError, match="psi is NaN"):
+        plots.kef_1d(lambda x: x * float("nan"))
+    with pytest.raises(ValueError, match=r"\[N, 2\] or \[n_scales, n, 2\]"):
+        plots.samples(torch.zeros(5))
+    with pytest.raises(ValueError, match="at least one KEF"):
+        plots.loss_curve()
+    with pytest.raises(ValueError, match="largest must be a finite scale > 0"):
+        scales_up_to(-1.0)
+    with pytest.raises(ValueError, match="one label per figure"):
+        frames_slider([plt.figure()], [1, 2])
+    plt.close("all")
