@@ -60,7 +60,7 @@ def random_curves(a, b, n, bend=0.5, seed=0):
 
 
 def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20, n_grid=2001, seed=0,
-                     s_true=None):
+                     s_true=None, relative_tol=None):
     """Distance between the true separatrix crossing and the zero of psi along random curves
     from attractor ``a`` to attractor ``b``.
 
@@ -70,13 +70,15 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     Returns a dict: ``median``, ``p90`` (state-space distance), ``r2`` of the crossing positions,
     the raw ``true`` and ``learned`` crossing points, and ``s_true``, where the true crossings lie
     along the curves. Pass that ``s_true`` back to measure another KEF of the same field, with
-    the same attractors and curve settings, without bisecting the ODE again.
+    the same attractors and curve settings, without bisecting the ODE again. ``relative_tol``
+    goes to the bisection's ``settle`` (memories on slow manifolds: each trajectory stops once it
+    is settled, not at T).
     """
     a, b = as_ends(a, b)
     check_count(n_curves, "n_curves")
     curve = random_curves(a, b, n_curves, bend, seed)
     if s_true is None:
-        s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype)
+        s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype, relative_tol=relative_tol)
     elif s_true.shape != (n_curves,):
         raise ValueError(f"s_true has shape {tuple(s_true.shape)}, expected ({n_curves},): pass the "
                          "'s_true' of an earlier separatrix_error call with the same curve settings")

@@ -34,6 +34,16 @@ def test_a_shifted_zero_set_is_measured():
     assert 0.1 <= err["median"] < 0.2
 
 
+def test_relative_tol_stops_the_bisection_early_at_the_same_crossings():
+    system = sl.bistable_2d()
+    a, b = torch.tensor(system.attractors)
+    plain = sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=20)
+    early = sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=20, relative_tol=0.5)
+    torch.testing.assert_close(early["s_true"], plain["s_true"], atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="relative_tol must lie in"):
+        sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=5, relative_tol=2.0)
+
+
 def test_true_crossings_can_be_reused():
     system = sl.bistable_2d()
     a, b = torch.tensor(system.attractors)
