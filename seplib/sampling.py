@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_field, check_count
+from ._guards import _short, as_ends, as_field, check_count
 from .flow import expansion_rate, find_saddles, integrate, saddle_normal, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
@@ -136,14 +136,8 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
         raise ValueError(f"rhs must be 'standard' or 'squashed', got {rhs!r}")
     if isinstance(saddle, str) and saddle != "auto":
         raise ValueError(f"saddle must be 'auto', None or a point, got {saddle!r}")
-    a = torch.as_tensor(a, dtype=torch.float32).flatten()
-    b = torch.as_tensor(b, dtype=a.dtype).flatten()
-    if a.shape != b.shape or not (torch.isfinite(a).all() and torch.isfinite(b).all()):
-        raise ValueError(f"a and b must be two finite points of the same dimension, got shapes "
-                         f"{tuple(a.shape)} and {tuple(b.shape)}")
+    a, b = as_ends(torch.as_tensor(a, dtype=torch.float32).flatten(), torch.as_tensor(b).flatten(), torch.float32)
     distance = (b - a).norm()
-    if not distance > 0:
-        raise ValueError("a and b are the same point: give two distinct attractors")
     d = len(a)
     e = (b - a) / distance
     cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
