@@ -98,11 +98,9 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     if Z.numel() != len(pts):
         raise ValueError(f"psi returned {Z.numel()} values for {len(pts)} points: it must map [N, 2] to [N, 1] "
                          "or [N], one value per point")
+    finite_or_raise(Z.reshape(-1), "psi", "it has no level sets there to draw", "check the KEF (a diverged "
+                    "fit?), or the plane", points=pts)
     Z = Z.reshape(X.shape).cpu().numpy()
-    bad = ~np.isfinite(Z)
-    if bad.any():
-        raise FloatingPointError(f"psi is NaN or inf at {int(bad.sum())} of {Z.size} grid points, so it has no "
-                                 "level sets there to draw: check the KEF (a diverged fit?), or the plane")
     X, Y = X.numpy(), Y.numpy()
     lim = np.abs(Z).max() or 1.0
     filled = ax.contourf(X, Y, Z, levels=31, cmap="coolwarm", vmin=-lim, vmax=lim)

@@ -1,17 +1,15 @@
 """How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
 import torch
 
-from ._guards import as_ends, check_count
+from ._guards import as_ends, check_count, finite_or_raise
 from .flow import basin_labels, bisect
 
 
 def _psi(kef, x):
     with torch.no_grad():
         psi = kef(x).reshape(x.shape[:-1])
-    bad = ~torch.isfinite(psi)
-    if bad.any():
-        raise FloatingPointError(f"psi is NaN or inf at {int(bad.sum())} of {bad.numel()} points, so its sign "
-                                 "says no basin there: check the KEF (a diverged fit?) and the points")
+    finite_or_raise(psi.reshape(-1), "psi", "its sign says no basin there", "check the KEF (a diverged fit?) "
+                    "and the points", points=x.reshape(-1, x.shape[-1]))
     return psi
 
 

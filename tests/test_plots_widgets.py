@@ -89,7 +89,7 @@ def test_kef_slice_names_a_bad_plane_or_a_nan_psi():
         plots.kef_slice(system.separatrix_value, system, torch.full((6,), float("nan")), e[0], e[1])
     with pytest.raises(ValueError, match="u must be a 1-D tensor of length 6"):
         plots.kef_slice(system.separatrix_value, system, torch.zeros(6), e[0, :3], e[1])
-    with pytest.raises(FloatingPointError, match="psi is NaN or inf at 961 of 961 grid points"):
+    with pytest.raises(FloatingPointError, match="psi is NaN at 961 of 961 points"):
         plots.kef_slice(lambda x: x[..., 0] * float("nan"), system, torch.zeros(6), e[0], e[1], n=31)
     plt.close("all")
 
