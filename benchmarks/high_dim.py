@@ -56,11 +56,11 @@ def passes(row):
             and row["seconds"] <= TARGETS["seconds"])
 
 
-def run(dim, seed, objectives, label_by_simulation=True, radial=True):
+def run(dim, seed, objectives, label_by_simulation=True, radial=True, points=CLOUD_POINTS):
     system = sl.bistable_nd(dim, seed=seed)
     a, b = sl.find_attractors(system, dim)
     dist = (b - a).norm().item()
-    x = sl.segment_clouds(a, b, CLOUD_POINTS)
+    x = sl.segment_clouds(a, b, points)
     exact = (system.separatrix_value(x) > 0).long()
     sim_seconds = float("nan")
     if label_by_simulation:
@@ -71,7 +71,7 @@ def run(dim, seed, objectives, label_by_simulation=True, radial=True):
         # the simulated labels name a's basin 0; the exact ones name b's side positive
         same = (simulated[kept] == exact[kept]).float().mean().item()
         same = max(same, 1 - same)
-        print(f"  d={dim} seed {seed}: labelling {CLOUD_POINTS} points by simulation took {sim_seconds:.1f} s, "
+        print(f"  d={dim} seed {seed}: labelling {points} points by simulation took {sim_seconds:.1f} s, "
               f"{kept.float().mean().item():.4f} labelled, agreeing with the exact sign on {same:.4f}",
               flush=True)
     s_true = None
@@ -163,7 +163,7 @@ def run_classifiers(sizes, seeds, field, a, b, x, labels, s_true, centre):
 
 
 def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radial=True, network=None,
-            classifier=()):
+            classifier=(), points=CLOUD_POINTS):
     if network is None:
         model = sl.load_flipflop_gru(name="flipflop_gru_64d")
         card = sl.book_card("flipflop_gru_64d")    # its attractors, separatrix point and saddle
@@ -172,10 +172,10 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radi
         card = json.loads((network / "card.json").read_text())
     field = sl.gru_vector_field(model, speed=card["field"]["speed"], dt=card["field"]["dt"])
     a, b = torch.tensor(card["attractors"])
-    x = sl.segment_clouds(a, b, CLOUD_POINTS)
+    x = sl.segment_clouds(a, b, points)
     t = time.perf_counter()
     labels = sl.basin_labels(field, x, torch.stack((a, b)), relative_tol=0.5)
-    print(f"  GRU-64: labelling {CLOUD_POINTS} points by simulation took {time.perf_counter() - t:.1f} s, "
+    print(f"  GRU-64: labelling {points} points by simulation took {time.perf_counter() - t:.1f} s, "
           f"{(labels >= 0).float().mean().item():.4f} labelled", flush=True)
     point, saddle = torch.tensor(card["separatrix_point"]), torch.tensor(card["saddle"])
     _, normal = sl.saddle_normal(field, saddle)
@@ -202,7 +202,6 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radi
 
 
 def main():
-    global CLOUD_POINTS
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--dims", default="8,32,128")
     ap.add_argument("--seeds", default="0,1,2")
@@ -222,17 +221,16 @@ def main():
     ap.add_argument("--classifier", default="", help="GRU: also train psi's network as a classifier on "
                     "this many simulated states of the clouds' own law, e.g. 2000,20000")
     args = ap.parse_args()
-    CLOUD_POINTS = args.points
     torch.set_num_threads(2)
     rows = []
     seeds = [int(v) for v in args.seeds.split(",")]
     if args.gru:
         rows = run_gru(seeds, [r for r in args.rhs.split(",") if r], not args.no_reference, args.at_point, args.epochs,
                        not args.no_radial, args.network,
-                       [int(v) for v in args.classifier.split(",") if v])
+                       [int(v) for v in args.classifier.split(",") if v], args.points)
     for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
-            rows += run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial)
+            rows += run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial, args.points)
     print("\n| d | objective | seeds | seconds | agreement | median | p90 | R^2 | every target |")
     print("|---|---|---|---|---|---|---|---|---|")
     for dim in sorted({r["dim"] for r in rows}):
@@ -243,8 +241,8 @@ def main():
                   f"{min(r['agree'] for r in rs):.4f} | {max(r['median'] for r in rs):.4f} | "
                   f"{max(r['p90'] for r in rs):.4f} | {min(r['r2'] for r in rs):.4f} | "
                   f"{sum(r['pass'] for r in rs)}/{len(rs)} |")
-    se = (TARGETS["agree"] * (1 - TARGETS["agree"]) / CLOUD_POINTS) ** 0.5
-    print(f"\nagreement on {CLOUD_POINTS} points: at {TARGETS['agree']} its standard error is {se:.4f}; "
+    se = (TARGETS["agree"] * (1 - TARGETS["agree"]) / args.points) ** 0.5
+    print(f"\nagreement on {args.points} points: at {TARGETS['agree']} its standard error is {se:.4f}; "
           "runs closer than that are not told apart")
     print(f"every target: {sum(r['pass'] for r in rows)}/{len(rows)} runs")
     if not args.gru:   # there the seeds are fit_kef's; which network is held out is said above
