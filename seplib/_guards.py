@@ -91,13 +91,13 @@ def as_point(x, name, dim=None, dtype=None):
     return point
 
 
-def as_ends(a, b, dtype=None):
-    """Attractors ``a`` and ``b`` as two finite, distinct points of one dimension, ``b`` in
-    ``a``'s dtype and on its device."""
-    a = as_point(a, "a", dtype=dtype)
-    b = as_point(b, "b", len(a), a.dtype).to(a.device)
+def as_ends(a, b, dtype=None, dim=None, names=("a", "b")):
+    """Attractors ``a`` and ``b`` as two finite, distinct points of one dimension (``dim`` when
+    given), ``b`` in ``a``'s dtype and on its device; errors call them ``names``."""
+    a = as_point(a, names[0], dim, dtype=dtype)
+    b = as_point(b, names[1], len(a), a.dtype).to(a.device)
     if torch.equal(a, b):
-        raise ValueError("a and b are the same point: give two distinct attractors")
+        raise ValueError(f"{names[0]} and {names[1]} are the same point: give two distinct attractors")
     return a, b
 
 

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _fast
 from .flow import _nearer, final_state, jacobian
-from ._guards import _short, as_field, check_count, finite_or_raise
+from ._guards import _short, as_ends, as_field, check_count, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
@@ -672,18 +672,14 @@ def _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, n
 
 
 def _two_points(points, dim, name):
-    """Two finite points of dimension ``dim`` as a float64 ``[2, dim]`` tensor on the CPU, or a
-    ValueError (``attractors=``, ``refine=``)."""
+    """The attractors given as ``attractors=`` or ``refine=``: two finite, distinct points of
+    dimension ``dim`` as a float64 ``[2, dim]`` tensor on the CPU, or a ValueError."""
     try:
-        stacked = torch.stack([torch.as_tensor(p, dtype=torch.float64).cpu() for p in points])
-    except (TypeError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{name} must be two points (e.g. the attractors a, b), got {points!r}") from err
-    if stacked.shape != (2, dim):
-        raise ValueError(f"{name} must be two finite points, shape (2, {dim}) (e.g. the attractors a, b), "
-                         f"got shape {tuple(stacked.shape)}")
-    if not torch.isfinite(stacked).all():
-        raise ValueError(f"{name} has NaN or inf entries: give two finite points (e.g. the attractors a, b)")
-    return stacked
+        a, b = points
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be two points (the attractors a, b), got {points!r}") from err
+    a, b = as_ends(a, b, torch.float64, dim, (f"{name}'s first point", f"{name}'s second point"))
+    return torch.stack((a, b)).cpu()
 
 
 def _near_attractors(attractors, sampler, device):
