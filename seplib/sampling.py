@@ -136,7 +136,7 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
         raise ValueError(f"rhs must be 'standard' or 'squashed', got {rhs!r}")
     if isinstance(saddle, str) and saddle != "auto":
         raise ValueError(f"saddle must be 'auto', None or a point, got {saddle!r}")
-    a, b = as_ends(torch.as_tensor(a, dtype=torch.float32).flatten(), torch.as_tensor(b).flatten(), torch.float32)
+    a, b = as_ends(a, b, torch.float32)
     distance = (b - a).norm()
     d = len(a)
     e = (b - a) / distance
@@ -157,7 +157,10 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
                               "sl.find_saddle) if you know it", RuntimeWarning, stacklevel=2)
             rate, saddle = sampled_expansion_rate(field, sampler), None
     if saddle is not None:
-        mean = torch.as_tensor(saddle, dtype=a.dtype).flatten()
+        try:
+            mean = torch.as_tensor(saddle, dtype=a.dtype).flatten()
+        except (TypeError, RuntimeError, ValueError):   # not numbers
+            mean = torch.full((0,), float("nan"))
         if mean.shape != a.shape or not torch.isfinite(mean).all():
             raise ValueError(f"saddle must be a finite point of dimension {d} (e.g. from sl.find_saddle), "
                              f"got shape {tuple(mean.shape)}")

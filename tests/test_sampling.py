@@ -98,6 +98,12 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
         sl.sampling_region(system, a, a)
     with pytest.raises(ValueError, match="rhs must be 'standard' or 'squashed'"):
         sl.sampling_region(system, a, b, rhs="cubic")
+    with pytest.raises(ValueError, match="a must be a point"):
+        sl.sampling_region(system, "a", b)                   # not numbers: named, not torch's TypeError
+    with pytest.raises(ValueError, match=r"b must be a 1-D tensor of length 8, got shape \(1, 8\)"):
+        sl.sampling_region(system, a, b[None])
+    with pytest.raises(ValueError, match="b has NaN"):
+        sl.sampling_region(system, a, torch.full((8,), float("nan")))
 
 
 def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss():
@@ -138,6 +144,8 @@ def test_sampling_region_centres_on_the_saddle_it_finds_or_is_given():
         sl.sampling_region(field, a, b, saddle=[0.0, 0.0, 0.0])
     with pytest.raises(ValueError, match="saddle must be a finite point"):
         sl.sampling_region(field, a, b, saddle=[float("nan"), 0.0])
+    with pytest.raises(ValueError, match="saddle must be a finite point of dimension 2"):
+        sl.sampling_region(field, a, b, saddle=[object(), 0.0])
     with pytest.raises(ValueError, match="saddle must be 'auto', None or a point"):
         sl.sampling_region(field, a, b, saddle="nearest")
 
