@@ -69,6 +69,41 @@ def finite_or_raise(tensor, what, where, fix, points=None):
     raise FloatingPointError(f"{what} is {kind}{at}, so {where}: {fix}")
 
 
+def check_seed(seed):
+    """A ValueError unless ``seed`` is an integer (a bool is not one): torch's own error for a
+    float or None seed names neither the argument nor the fix."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"seed must be an integer, got {seed!r}")
+    return int(seed)
+
+
+def seeded(seed):
+    """A CPU ``torch.Generator`` seeded with ``seed`` (checked by ``check_seed``)."""
+    return torch.Generator().manual_seed(check_seed(seed))
+
+
+def as_states(x, name, dim=None):
+    """``x`` as a real tensor of states ``[..., d]`` (``d == dim`` when given), or an error that
+    names it. A float tensor comes back as it is; a numpy array or a list becomes a tensor, and
+    integer entries become float32 (psi or a Jacobian at integer states would be truncated or
+    refused deep inside torch)."""
+    if not isinstance(x, torch.Tensor):
+        try:
+            x = torch.as_tensor(x)
+        except (TypeError, RuntimeError, ValueError) as err:
+            raise ValueError(f"{name} must be states: a tensor [..., d] of numbers, one state per row, "
+                             f"got {type(x).__name__}") from err
+    if x.is_complex() or x.dtype == torch.bool:
+        raise ValueError(f"{name} holds {x.dtype} values: give real numbers")
+    if not x.is_floating_point():
+        x = x.float()
+    if x.dim() == 0 or x.shape[-1] == 0 or (dim is not None and x.shape[-1] != dim):
+        want = "d" if dim is None else dim
+        raise ValueError(f"{name} must be states, a tensor [..., {want}] with one state per row, "
+                         f"got shape {tuple(x.shape)}")
+    return x
+
+
 def check_count(value, name):
     """A ValueError unless ``value`` is a positive integer (a bool is not one)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:

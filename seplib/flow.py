@@ -4,7 +4,7 @@ import math
 import torch
 from torchdiffeq import odeint
 
-from ._guards import _short, as_ends, as_field, as_point, check_count, finite_or_raise
+from ._guards import _short, as_ends, as_field, as_point, as_states, check_count, finite_or_raise, seeded
 
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
@@ -12,11 +12,15 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
 
     Where the step size underflows (torchdiffeq asserts that it does not; the field is NaN, inf
     or too stiff along a trajectory) it raises a FloatingPointError, not a bare AssertionError."""
-    t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
-    steps = t.diff()
-    if t.dim() != 1 or len(t) < 2 or not torch.isfinite(t).all() or not ((steps > 0).all() or (steps < 0).all()):
-        raise ValueError(f"t must be at least two finite times, strictly increasing or decreasing, got "
-                         f"{_short(t)}")
+    x0 = as_states(x0, "x0")
+    try:
+        t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"t must be a 1-D tensor of times, got {type(t).__name__}") from err
+    if t.dim() != 1 or len(t) < 2 or not torch.isfinite(t).all() or not (
+            (t.diff() > 0).all() or (t.diff() < 0).all()):
+        raise ValueError(f"t must be at least two finite times, strictly increasing or decreasing (e.g. "
+                         f"torch.linspace(0, T, 50), or [0, T] for the end state only), got {_short(t)}")
     _finite_states(x0, "x0", "integrate")
     field = as_field(field)
     with torch.no_grad():
@@ -81,7 +85,7 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     merge = 10 * tol if merge is None else merge
     if not merge > 0:
         raise ValueError(f"merge must be a positive distance, got {merge}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     direction = torch.randn(n_starts, dim, generator=gen, dtype=dtype)
     norm = spread * 100 ** -torch.rand(n_starts, 1, generator=gen, dtype=dtype)
     x0 = norm * direction / direction.norm(dim=-1, keepdim=True)
@@ -160,6 +164,7 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3, relative_t
     per point for k attractors, in any dimension. ``margin=0`` turns it off. ``relative_tol``:
     see ``settle`` (memories on slow manifolds).
     """
+    x = as_states(x, "x")
     d = x.shape[-1]
     points = x.reshape(-1, d)
     attractors = _attractors(attractors, points)
@@ -217,6 +222,7 @@ def jacobian(field, x):
     step of eps^(1/3) times each coordinate's size (at least 1): 2d more calls of the field.
     """
     field = as_field(field)
+    x = as_states(x, "x")
     d = x.shape[-1]
     rows = x.detach().reshape(-1, d)
     J = _autograd_jacobian(field, rows)
@@ -307,7 +313,7 @@ def saddle_normal(field, saddle):
     """The linearisation's separatrix at a saddle with one unstable direction: ``(rate, w)``,
     the unstable eigenvalue's real part and the unit left eigenvector of the Jacobian for it.
     Near the saddle the separatrix is the hyperplane through it normal to w."""
-    x = torch.as_tensor(saddle).detach().reshape(1, -1)
+    x = as_point(saddle, "saddle").detach().reshape(1, -1)
     J = jacobian(field, x)[0].double()
     finite_or_raise(J, "the field's Jacobian at the saddle", "torch.linalg.eig (in saddle_normal) was not "
                     "called", _CHECK_NEAR, points=x)
@@ -336,7 +342,12 @@ def find_saddles(field, x, starts=32, steps=40, tol=1e-4):
     start converged (|f| below ``tol`` times the median speed at the points).
     """
     field = as_field(field)
-    x = x.detach().reshape(-1, x.shape[-1])
+    check_count(starts, "starts")
+    check_count(steps, "steps")
+    x = as_states(x, "x").detach()
+    x = x.reshape(-1, x.shape[-1])
+    if not len(x):
+        raise ValueError("x holds no points: give the states to start Newton's method from, [N, d]")
     with torch.no_grad():
         speed = field(x).norm(dim=-1)
     J = jacobian(field, x)
@@ -400,7 +411,10 @@ def expansion_rate(field, x, q=0.99):
     """
     if not 0 <= q <= 1:
         raise ValueError(f"q must be a quantile in [0, 1], got {q}")
-    x = x.detach().reshape(-1, x.shape[-1])
+    x = as_states(x, "x").detach()
+    x = x.reshape(-1, x.shape[-1])
+    if not len(x):
+        raise ValueError("x holds no points: give the states around which to measure the rate, [N, d]")
     J = jacobian(field, x)
     finite_or_raise(J, "the field's Jacobian", "torch.linalg.eigvals (in expansion_rate) was not called",
                     _CHECK_NEAR + "; in fit_kef, move the samples (mean, cov, scales) or pass "

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from . import _fast
 from .flow import _nearer, final_state, jacobian
-from ._guards import _short, as_ends, as_field, check_count, finite_or_raise
+from ._guards import _short, as_ends, as_field, as_states, check_count, check_seed, finite_or_raise
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
@@ -123,6 +123,7 @@ class KEF(nn.Module):
     def forward(self, x):
         """psi at ``x`` (``[..., d]``), computed on the network's device, returned on x's."""
         p = next(self.net.parameters())
+        x = as_states(x, "x", self.dim)
         out = self.net(x.reshape(-1, self.dim).to(device=p.device, dtype=p.dtype))
         return out.reshape(x.shape[:-1]).to(device=x.device, dtype=x.dtype)
 
@@ -586,6 +587,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     """
     _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
                      anchor_weight)
+    check_seed(seed)
     if radial is not None and model is not None:
         raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
                          "first in your own model instead")

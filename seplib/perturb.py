@@ -8,7 +8,7 @@ the length of psi's push along its direction, with a dozen simulated trajectorie
 """
 import torch
 
-from ._guards import as_field, check_count
+from ._guards import as_field, check_count, seeded
 from .flow import bisect, settle
 
 
@@ -89,7 +89,7 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
         toward = None
     if toward is not None:
         reach = min(reach, toward.norm().item())
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     u = torch.randn(starts - 1, len(x0), generator=gen) * m
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     radius = reach * 2 ** (2 * torch.rand(starts - 1, 1, generator=gen) - 1)
@@ -197,7 +197,8 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
     other = attractors[1 - own] if len(attractors) == 2 else None
     reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
-    gen = torch.Generator().manual_seed(seed)
+    check_count(n_directions, "n_directions")
+    gen = seeded(seed)
     u = torch.randn(n_directions, len(x0), generator=gen) * m
     if other is not None and mask is None:
         u = torch.cat(((other - x0)[None], u))

@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from ._guards import as_field, as_point, finite_or_raise
+from ._guards import as_field, as_point, as_states, finite_or_raise
 from .flow import basin_labels
 from .validate import grid, wrong_basin
 
@@ -57,7 +57,7 @@ def phase_portrait(field, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attractors=No
 def samples(points, ax=None, title="Training samples", labels=("$x$", "$y$")):
     """A scatter of samples ``[N, 2]`` (or ``[n_scales, n, 2]``, one colour per scale)."""
     ax = _ax(ax)
-    pts = torch.as_tensor(points).cpu()
+    pts = as_states(points, "points").cpu()
     if pts.dim() not in (2, 3) or pts.shape[-1] != 2:
         raise ValueError(f"points must be [N, 2] or [n_scales, n, 2] (2-D samples), got shape {tuple(pts.shape)}")
     pts = pts[None] if pts.dim() == 2 else pts

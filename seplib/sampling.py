@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_ends, as_field, check_count
+from ._guards import _short, as_ends, as_field, as_states, check_count
 from .flow import expansion_rate, find_saddles, integrate, saddle_normal, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
@@ -51,6 +51,7 @@ class MultiscaleGaussian:
         self._chol = chol
 
     def sample(self, n, generator=None, dtype=torch.float32, device="cpu"):
+        check_count(n, "n")
         # normals drawn in float32, which torch makes much faster than float64 ones: in many
         # dimensions they were a large part of an epoch (benchmarks/RESULTS.md, section 6)
         z = torch.randn(len(self.scales), n, self.dim, generator=generator, dtype=torch.float32).to(dtype)
@@ -188,6 +189,10 @@ def trajectory_pairs(field, x0, longest, n_times=8):
     almost no samples where it goes; a pair ties a state to where it will be, with no sample
     needed in between.
     """
+    x0 = as_states(x0, "x0")
+    if x0.dim() != 2:
+        raise ValueError(f"x0 must be a tensor [N, d], one start per row, got shape {tuple(x0.shape)}")
+    check_count(n_times, "n_times")
     which, end, t = pair_ends(field, x0, longest, n_times)
     return x0[which], end, t
 

@@ -9,6 +9,8 @@ from typing import Callable
 
 import torch
 
+from ._guards import seeded
+
 
 @dataclass(frozen=True)
 class System:
@@ -145,7 +147,7 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
         raise ValueError(f"bistable_nd: dim must be an integer >= 2, got {dim!r}")
     if not (len(rates) == 2 and 0 < rates[0] <= rates[1] and math.isfinite(rates[1])):
         raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only
     r_i = torch.logspace(math.log10(rates[0]), math.log10(rates[1]), dim - 1, dtype=torch.float64)

@@ -1,7 +1,7 @@
 """How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
 import torch
 
-from ._guards import as_ends, check_count, finite_or_raise
+from ._guards import _short, as_ends, as_states, check_count, finite_or_raise, seeded
 from .flow import basin_labels, bisect
 
 
@@ -27,7 +27,12 @@ def wrong_basin(psi, labels):
 def basin_agreement(kef, x, labels):
     """Fraction of the labelled points (label 0 or 1) where sign(psi) matches the basin, with
     the better of the two sign conventions. Unlabelled points (-1) are left out."""
-    labels = torch.as_tensor(labels)
+    x = as_states(x, "x")
+    try:
+        labels = torch.as_tensor(labels)
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"labels must be a tensor of basin indices (0, 1, or -1 where unlabelled), "
+                         f"got {type(labels).__name__}") from err
     if tuple(labels.shape) != tuple(x.shape[:-1]):
         raise ValueError(f"labels has shape {tuple(labels.shape)} but x has {tuple(x.shape[:-1])} points: "
                          "give one label per point (from basin_labels on the same x)")
@@ -42,7 +47,7 @@ def random_curves(a, b, n, bend=0.5, seed=0):
     """``n`` random smooth curves from ``a`` to ``b``: the segment plus a sine bump of random size
     (up to ``bend`` times the segment length) in a random direction. Returns ``curve(s)`` for
     ``s`` of shape ``[n]``, and the same for a grid ``s`` of shape ``[n, m]``."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     d = a.shape[-1]
     length = (b - a).norm()
     direction = torch.randn(n, d, generator=gen, dtype=a.dtype)
@@ -116,7 +121,7 @@ def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
     check_count(n, "n")
     if not 0 <= lo <= hi:
         raise ValueError(f"lo and hi must satisfy 0 <= lo <= hi (norms as fractions of |b - a|), got {lo}, {hi}")
-    gen = torch.Generator().manual_seed(seed)
+    gen = seeded(seed)
     along = torch.rand(n, 1, generator=gen, dtype=a.dtype)
     direction = torch.randn(n, a.shape[-1], generator=gen, dtype=a.dtype)
     direction = direction / direction.norm(dim=-1, keepdim=True)
@@ -126,6 +131,19 @@ def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
 
 def grid(lo, hi, n=201, dtype=torch.float32):
     """An ``n x n`` grid over ``[lo[0], hi[0]] x [lo[1], hi[1]]``: ``(X, Y, points [n*n, 2])``."""
+    corners = []
+    for name, value in (("lo", lo), ("hi", hi)):
+        try:
+            corner = torch.as_tensor(value, dtype=torch.float64)
+        except (TypeError, RuntimeError, ValueError) as err:
+            raise ValueError(f"{name} must be a corner (x, y) of two numbers, got {type(value).__name__}") from err
+        if corner.shape != (2,) or not torch.isfinite(corner).all():
+            raise ValueError(f"{name} must be a corner (x, y) of two finite numbers, got {value!r}")
+        corners.append(corner)
+    if not (corners[0] < corners[1]).all():
+        raise ValueError(f"lo must lie below hi in both coordinates, got lo={_short(corners[0])}, "
+                         f"hi={_short(corners[1])}")
+    check_count(n, "n")
     xs = torch.linspace(lo[0], hi[0], n, dtype=dtype)
     ys = torch.linspace(lo[1], hi[1], n, dtype=dtype)
     X, Y = torch.meshgrid(xs, ys, indexing="xy")

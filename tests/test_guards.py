@@ -11,6 +11,7 @@ import pytest
 import torch
 
 import seplib as sl
+import seplib.plots
 from seplib.flow import jacobian
 
 
@@ -140,3 +141,45 @@ def test_finite_or_raise_sees_every_non_finite_entry_and_only_those(values, kind
         return
     with pytest.raises(FloatingPointError, match=f"x is {kind} points"):
         finite_or_raise(x, "x", "nothing done", "fix it", points=torch.arange(3.0)[:, None])
+
+
+SYSTEM = sl.bistable_2d()
+A, B = (torch.tensor(p) for p in SYSTEM.attractors)
+ENDS = torch.stack((A, B))
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda: sl.integrate(SYSTEM.f, "x", [0.0, 1.0]), "x0 must be states"),
+    (lambda: sl.integrate(SYSTEM.f, torch.zeros(3, 2), 5.0), r"t must be at least two finite times.*linspace"),
+    (lambda: sl.basin_labels(SYSTEM.f, None, ENDS), "x must be states"),
+    (lambda: sl.jacobian(SYSTEM.f, "x"), "x must be states"),
+    (lambda: sl.expansion_rate(SYSTEM.f, torch.zeros(0, 2)), "x holds no points"),
+    (lambda: sl.find_saddles(SYSTEM.f, torch.zeros(8, 2), starts=0), "starts must be a positive integer"),
+    (lambda: sl.saddle_normal(SYSTEM.f, None), "saddle must be a point"),
+    (lambda: sl.trajectory_pairs(SYSTEM.f, torch.zeros(2), 0.5), r"x0 must be a tensor \[N, d\]"),
+    (lambda: sl.trajectory_pairs(SYSTEM.f, torch.zeros(4, 2), 0.5, n_times=-1), "n_times must be a positive"),
+    (lambda: sl.MultiscaleGaussian(2).sample(-3), "n must be a positive integer"),
+    (lambda: sl.brute_force_flip(SYSTEM.f, A, ENDS, n_directions=0), "n_directions must be a positive"),
+    (lambda: sl.grid((0.0, float("nan")), (1.0, 1.0)), "lo must be a corner"),
+    (lambda: sl.grid((0.0, 0.0, 0.0), (1.0, 1.0)), "lo must be a corner"),
+    (lambda: sl.grid((1.0, 0.0), (0.0, 1.0)), "lo must lie below hi"),
+    (lambda: sl.bistable_nd(4, seed=None), "seed must be an integer"),
+    (lambda: sl.segment_clouds(A, B, 10, seed=1.5), "seed must be an integer"),
+    (lambda: sl.fit_kef(SYSTEM.f, 2, seed="0", epochs=10, progress=False), "seed must be an integer"),
+    (lambda: sl.basin_agreement(lambda x: x[..., 0], None, torch.zeros(3)), "x must be states"),
+    (lambda: sl.plots.samples(None), "points must be states"),
+])
+def test_bad_input_is_named_not_left_to_torch(call, message):
+    # each of these used to fail inside torch (AttributeError, IndexError, RuntimeError) with a
+    # message that named neither the argument nor the fix
+    with pytest.raises(ValueError, match=message):
+        call()
+
+
+def test_psi_at_integer_states_is_psi_at_those_floats_and_a_wrong_dimension_is_named():
+    kef = sl.fit_kef(SYSTEM.f, 2, epochs=200, tol=None, progress=False, device="cpu")
+    x = torch.tensor([[1, 0], [0, 1]])
+    torch.testing.assert_close(kef(x), kef(x.float()))     # not truncated to an integer psi
+    assert kef(x).dtype == torch.float32
+    with pytest.raises(ValueError, match=r"x must be states, a tensor \[\.\.\., 2\]"):
+        kef(torch.zeros(4, 3))
