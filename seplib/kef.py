@@ -333,7 +333,11 @@ def _check_field(field, sampler, device):
 
 def _check_model(net, dim, device):
     with torch.no_grad():
-        out = net(torch.zeros(3, dim, device=device))
+        try:
+            out = net(torch.zeros(3, dim, device=device))
+        except RuntimeError as err:   # a layer of the wrong size, usually
+            raise ValueError(f"the model failed on input of shape (3, {dim}) ({err}): psi must map "
+                             f"[N, {dim}] to [N, 1]; check its first layer's input size") from err
     if out.shape not in ((3,), (3, 1)):
         raise ValueError(f"the model returned shape {tuple(out.shape)} for input of shape (3, {dim}): "
                          "psi must map [N, d] to [N, 1] (or [N])")
@@ -588,6 +592,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
                      anchor_weight)
     check_seed(seed)
+    if callback is not None and not callable(callback):
+        raise TypeError(f"callback must be a callable callback(epoch, kef) or None, got {type(callback).__name__}")
     if radial is not None and model is not None:
         raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
                          "first in your own model instead")
@@ -601,7 +607,10 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     if centre and mean != "auto":
         raise ValueError(f"mean must be 'auto', None (the origin) or a point, got {mean!r}")
     sampler = MultiscaleGaussian(dim, scales, None if centre else mean, cov)
-    device = torch.device(device) if device is not None else default_device()
+    try:
+        device = torch.device(device) if device is not None else default_device()
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
     field = _check_field(field, sampler, device)
     saddle = None
     if centre or eigenvalue == "auto":

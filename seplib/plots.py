@@ -18,9 +18,18 @@ def _ax(ax, figsize=(5.5, 4.5)):
 
 
 def _field_on_grid(field, lo, hi, n):
+    if getattr(field, "dim", 2) != 2:
+        raise ValueError(f"a phase portrait draws a 2-D field, and this one is {field.dim}-dimensional: "
+                         "draw psi on a plane through its state space with kef_slice instead")
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (grid points per side), got {n!r}")
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
-        F = as_field(field, 2)(pts)
+        try:
+            F = as_field(field, 2)(pts)
+        except RuntimeError as err:   # a field of another dimension, usually
+            raise ValueError(f"the field failed on the plot's 2-D points ({err}): a phase portrait draws a "
+                             "2-D field; in more dimensions draw psi on a plane with kef_slice") from err
     finite_or_raise(F, "the field", "there are no streamlines to draw", "check f on the plotted box (lo, hi)",
                     points=pts)
     return X.numpy(), Y.numpy(), F[:, 0].reshape(X.shape).numpy(), F[:, 1].reshape(X.shape).numpy()
@@ -71,7 +80,10 @@ def trajectories(traj, ax=None, attractors=None, separatrix_point=None, title="S
                  labels=("$x$", "$y$")):
     """Trajectories ``[time, n, 2]`` (as from ``integrate``), each with a dot at its start."""
     ax = _ax(ax)
-    traj = torch.as_tensor(traj).cpu()
+    traj = as_states(traj, "traj").cpu()
+    if traj.dim() != 3 or traj.shape[-1] != 2:
+        raise ValueError(f"traj must be [time, n, 2] (2-D trajectories, as from integrate), got shape "
+                         f"{tuple(traj.shape)}")
     colors = plt.cm.tab10(np.arange(traj.shape[1]) % 10)
     for i in range(traj.shape[1]):
         ax.plot(traj[:, i, 0], traj[:, i, 1], color=colors[i], lw=1.5)

@@ -70,6 +70,9 @@ def gru_vector_field(model, speed=1.0, dt=1.0):
     for name, value in (("speed", speed), ("dt", dt)):
         if not (math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a finite number > 0 (the card's 'field' entry has both), got {value}")
+    if not (isinstance(model, torch.nn.Module) and hasattr(model, "step")):
+        raise TypeError(f"model must be a flip-flop network (seplib.FlipFlopRNN, e.g. from "
+                        f"sl.load_flipflop_gru()), got {type(model).__name__}")
     p = next(model.parameters())
     rate = speed / dt
 

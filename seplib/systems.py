@@ -4,6 +4,7 @@ A field is a plain callable ``f(x)`` on ``Tensor[..., d]`` that returns ``Tensor
 batched over any leading dimensions, in the input's dtype and on the input's device.
 """
 import math
+import numbers
 from dataclasses import dataclass, field as dc_field
 from typing import Callable
 
@@ -59,6 +60,13 @@ def _bistable_2d(x):
     return torch.stack((x[..., 0] - x[..., 0] ** 3, -x[..., 1]), dim=-1)
 
 
+def _real(value, name, system):
+    """``value`` as a float, or a ValueError unless it is a finite real number."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        raise ValueError(f"{system}: {name} must be a finite number, got {value!r}")
+    return float(value)
+
+
 def bistable_1d() -> System:
     """dx/dt = x - x^3: attractors at +-1, separatrix (and repeller) at x = 0."""
     return System("bistable_1d", 1, _bistable_1d, [[-1.0], [1.0]], [0.0],
@@ -77,7 +85,7 @@ def duffing(delta: float = 1.0) -> System:
     Attractors (+-1, 0), saddle at 0. The separatrix is the saddle's stable manifold, a curve
     with no closed form: ``seplib.flow`` finds it by integration.
     """
-    if delta <= 0:
+    if _real(delta, "delta", "duffing") <= 0:
         raise ValueError(f"duffing: delta must be > 0 for damped, bistable dynamics, got {delta}")
 
     def f(x):
@@ -94,6 +102,7 @@ def curved_bistable(a: float = 0.5) -> System:
     u obeys du/dt = u - u^3, so the attractors are (+-1, 0), the saddle is 0 and the separatrix
     is the parabola x = a y^2: a curved separatrix known exactly.
     """
+    _real(a, "a", "curved_bistable")
 
     def f(x):
         px, py = x[..., 0], x[..., 1]
@@ -110,7 +119,7 @@ def mutual_inhibition(w: float = 2.0) -> System:
     For w > 1 one unit wins: attractors (s, -s) and (-s, s) with s = w tanh(s), saddle at 0, and
     the diagonal x = y as separatrix (the flow keeps it invariant and carries it to the saddle).
     """
-    if w <= 1:
+    if _real(w, "w", "mutual_inhibition") <= 1:
         raise ValueError(f"mutual_inhibition: w must be > 1 for two attractors, got {w}")
     s = w
     for _ in range(200):            # s = w tanh(s): a contraction near the positive root
@@ -147,6 +156,7 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
         raise ValueError(f"bistable_nd: dim must be an integer >= 2, got {dim!r}")
     if not (len(rates) == 2 and 0 < rates[0] <= rates[1] and math.isfinite(rates[1])):
         raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
+    _real(curvature, "curvature", "bistable_nd")
     gen = seeded(seed)
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only

@@ -157,6 +157,10 @@ def validate_kef(kef, field, attractors, points, labels=None, T=60.0, **error_kw
     (the result's ``s_true``): pass them to check several KEFs of one field without integrating
     again.
     """
+    attractors = as_states(attractors, "attractors")
+    if attractors.dim() != 2 or len(attractors) != 2:
+        raise ValueError(f"attractors must be the two attractors, [2, d] (e.g. torch.stack((a, b))), got shape "
+                         f"{tuple(attractors.shape)}")
     labels = basin_labels(field, points, attractors, T) if labels is None else labels
     err = separatrix_error(kef, field, attractors[0], attractors[1], T=T, **error_kw)
     return {

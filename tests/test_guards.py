@@ -168,6 +168,18 @@ ENDS = torch.stack((A, B))
     (lambda: sl.fit_kef(SYSTEM.f, 2, seed="0", epochs=10, progress=False), "seed must be an integer"),
     (lambda: sl.basin_agreement(lambda x: x[..., 0], None, torch.zeros(3)), "x must be states"),
     (lambda: sl.plots.samples(None), "points must be states"),
+    (lambda: sl.plots.trajectories(torch.zeros(5, 3)), r"traj must be \[time, n, 2\]"),
+    (lambda: sl.plots.phase_portrait(sl.bistable_nd(3)), "draws a 2-D field.*kef_slice"),
+    (lambda: sl.plots.phase_portrait(sl.bistable_nd(3).f), "draws a 2-D field.*kef_slice"),
+    (lambda: sl.plots.phase_portrait(SYSTEM, n=1), "n must be an integer >= 2"),
+    (lambda: sl.duffing(float("nan")), "delta must be a finite number"),
+    (lambda: sl.curved_bistable("a"), "a must be a finite number"),
+    (lambda: sl.bistable_nd(4, curvature=float("inf")), "curvature must be a finite number"),
+    (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
+     r"attractors must be the two attractors, \[2, d\]"),
+    (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
+    (lambda: sl.fit_kef(SYSTEM.f, 2, model=torch.nn.Linear(3, 1), epochs=10, progress=False),
+     r"the model failed on input of shape \(3, 2\)"),
 ])
 def test_bad_input_is_named_not_left_to_torch(call, message):
     # each of these used to fail inside torch (AttributeError, IndexError, RuntimeError) with a
@@ -183,3 +195,10 @@ def test_psi_at_integer_states_is_psi_at_those_floats_and_a_wrong_dimension_is_n
     assert kef(x).dtype == torch.float32
     with pytest.raises(ValueError, match=r"x must be states, a tensor \[\.\.\., 2\]"):
         kef(torch.zeros(4, 3))
+
+
+def test_a_field_of_something_that_is_not_a_network_is_named():
+    with pytest.raises(TypeError, match="model must be a flip-flop network"):
+        sl.gru_vector_field("model.pt")
+    with pytest.raises(TypeError, match="callback must be a callable"):
+        sl.fit_kef(SYSTEM.f, 2, callback=5, epochs=10, progress=False)
