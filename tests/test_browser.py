@@ -94,16 +94,17 @@ def test_equations_are_typeset_by_the_sites_own_mathjax(browser, page):
     assert result["typeset"] >= 3, f"{page}: only {result['typeset']} equations typeset"
 
 
-# Code cells whose lines are wider than the page's code column scroll sideways.
+# Code cells, and the text they print, whose lines are wider than the page's code column
+# scroll sideways: a reader has to scroll to read the end of a result.
 TOO_WIDE = """
-return Array.from(document.querySelectorAll('.cell_input pre'))
+return Array.from(document.querySelectorAll('.cell_input pre, .cell_output pre'))
   .filter(p => p.scrollWidth > p.clientWidth + 1)
   .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, ''));
 """
 
 
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_no_code_cell_scrolls_sideways(browser, chapter):
+def test_no_code_cell_or_printed_result_scrolls_sideways(browser, chapter):
     _open(browser, f"book/{chapter}.html")
     assert browser.execute_script(TOO_WIDE) == []
 
