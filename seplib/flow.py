@@ -306,7 +306,14 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
     J = jacobian(field, x)
     finite_or_raise(J, "the field's Jacobian at the saddle",
                     "torch.linalg.eigvals (in find_saddle) was not called", _SADDLE_FIX, points=x[None])
-    return x.detach(), torch.linalg.eigvals(J)
+    values = torch.linalg.eigvals(J)
+    unstable = int(_unstable(values))
+    if unstable != 1:   # Newton's method from off the separatrix ends at an attractor, say
+        raise RuntimeError(f"the fixed point reached from {_short(torch.as_tensor(point))} is not a saddle "
+                           f"on the separatrix: its Jacobian has {unstable} unstable directions, not one "
+                           f"(at {_short(x)}). Start from a point on the separatrix between a and b, e.g. "
+                           "sl.separatrix_point(field, a, b)")
+    return x.detach(), values
 
 
 def saddle_normal(field, saddle):

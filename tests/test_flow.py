@@ -38,6 +38,9 @@ def test_saddle_and_its_eigenvalues():
     assert saddle.norm() < 1e-4
     expected = torch.tensor([(-1 - 5**0.5) / 2, (-1 + 5**0.5) / 2])  # roots of s^2 + s - 1
     torch.testing.assert_close(eig.real.sort().values, expected, atol=1e-4, rtol=0)
+    # from a point deep in one basin Newton's method ends at the attractor: refused, not returned
+    with pytest.raises(RuntimeError, match="not a saddle on the separatrix: its Jacobian has 0 unstable"):
+        sl.find_saddle(duffing, torch.tensor([50.0, 50.0]), [-1.0, 0.0], [1.0, 0.0])
 
 
 def test_basin_labels_and_unconverged_points():
