@@ -207,10 +207,25 @@ def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32,
     return (lo + hi) / 2
 
 
+def check_crossed(s, n_iter, what):
+    """A ValueError if a bisection of ``bisect`` never left an end of its curves (``s`` within
+    its resolution of 0 or 1): every point of the curve flowed to the attractor at one end, so a
+    and b lie in one basin, and the "crossing" bisection returns is that end."""
+    tiny = 4 * max(2.0**-n_iter, torch.finfo(s.dtype).eps)
+    at_a, at_b = int((s < tiny).sum()), int((s > 1 - tiny).sum())
+    if at_a or at_b:
+        raise ValueError(f"{what}: on {at_a + at_b} of {len(s)} curves from a to b every point flows to the "
+                         f"attractor at one end ({at_b} to a, {at_a} to b), so there is no separatrix between "
+                         "them: a and b lie in one basin. Give two attractors of different basins (on a "
+                         "network whose memories are slow manifolds, find_attractors(..., merge=) keeps one "
+                         "end per memory)")
+
+
 def separatrix_point(field, a, b, T=60.0, n_iter=30):
     """A point on the separatrix between attractors ``a`` and ``b``, by bisection along the segment."""
     a, b = as_ends(a, b)
     s = bisect(field, lambda s: a + s[:, None] * (b - a), a, b, 1, T, n_iter, dtype=a.dtype)
+    check_crossed(s, n_iter, "separatrix_point")
     return a + s[0] * (b - a)
 
 

@@ -2,7 +2,7 @@
 import torch
 
 from ._guards import _short, as_ends, as_states, check_count, finite_or_raise, seeded
-from .flow import basin_labels, bisect
+from .flow import basin_labels, bisect, check_crossed
 
 
 def _psi(kef, x):
@@ -82,6 +82,7 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     curve = random_curves(a, b, n_curves, bend, seed)
     if s_true is None:
         s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype, relative_tol=relative_tol)
+        check_crossed(s_true, n_iter, "separatrix_error")
     elif s_true.shape != (n_curves,):
         raise ValueError(f"s_true has shape {tuple(s_true.shape)}, expected ({n_curves},): pass the "
                          "'s_true' of an earlier separatrix_error call with the same curve settings")

@@ -29,6 +29,9 @@ def test_attractors_come_in_the_same_order_every_time():
 def test_bisection_finds_x_equal_0_for_the_2d_bistable_system():
     p = sl.separatrix_point(sl.bistable_2d(), [-1.0, 0.3], [1.0, -0.2])
     assert abs(p[0]) < 1e-3
+    # two points of one basin have no separatrix between them: refused, not the end returned
+    with pytest.raises(ValueError, match=r"\(1 to a, 0 to b\).*a and b lie in one basin"):
+        sl.separatrix_point(sl.bistable_2d(), [-1.0, 0.0], [-0.5, 0.0])
 
 
 def test_saddle_and_its_eigenvalues():

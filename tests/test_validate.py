@@ -42,6 +42,8 @@ def test_relative_tol_stops_the_bisection_early_at_the_same_crossings():
     torch.testing.assert_close(early["s_true"], plain["s_true"], atol=1e-5, rtol=0)
     with pytest.raises(ValueError, match="relative_tol must lie in"):
         sl.separatrix_error(Shifted(0.1), system, a, b, n_curves=5, relative_tol=2.0)
+    with pytest.raises(ValueError, match=r"on 5 of 5 curves .* a and b lie in one basin"):
+        sl.separatrix_error(Shifted(0.1), system, a, a / 2, n_curves=5)   # both in a's basin
 
 
 def test_true_crossings_can_be_reused():
