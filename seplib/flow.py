@@ -340,6 +340,12 @@ def saddle_normal(field, saddle):
     finite_or_raise(J, "the field's Jacobian at the saddle", "torch.linalg.eig (in saddle_normal) was not "
                     "called", _CHECK_NEAR, points=x)
     values, vectors = torch.linalg.eig(J.T)   # the eigenvectors of J^T are J's left eigenvectors
+    unstable = int(_unstable(values))
+    if unstable != 1:
+        raise ValueError(f"saddle={_short(x)} is not a saddle on a separatrix: the Jacobian there has "
+                         f"{unstable} unstable directions, not one (largest real part of its eigenvalues "
+                         f"{values.real.max().item():.3g}). Give the saddle between two basins "
+                         "(sl.find_saddle, or the card's 'saddle')")
     k = values.real.argmax()
     w = vectors[:, k].real
     return values[k].real.item(), (w / w.norm()).to(x.dtype)

@@ -75,6 +75,11 @@ def test_saddle_normal_is_the_separatrix_normal_at_the_saddle():
     assert abs(rate - (5**0.5 - 1) / 2) < 1e-5
     stable = torch.tensor([1.0, (-1 - 5**0.5) / 2])   # J = [[0, 1], [1, -1]]: J v = s v
     assert abs(w @ stable) < 1e-5
+    # an attractor, and a source, are not saddles: refused, not a normal of nothing
+    with pytest.raises(ValueError, match="Jacobian there has 0 unstable directions"):
+        sl.saddle_normal(sl.duffing(), [1.0, 0.0])
+    with pytest.raises(ValueError, match="Jacobian there has 2 unstable directions"):
+        sl.saddle_normal(lambda x: x, [0.0, 0.0])
 
 
 def test_saddle_normal_refuses_a_nan_jacobian():

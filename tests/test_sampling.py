@@ -138,7 +138,7 @@ def test_sampling_region_centres_on_the_saddle_it_finds_or_is_given():
     torch.testing.assert_close(at_point["mean"], torch.tensor(card["separatrix_point"]), atol=1e-4, rtol=0)
     given = sl.sampling_region(field, a, b, saddle=saddle)
     assert torch.equal(given["mean"], saddle) and torch.equal(given["cov"], found["cov"])
-    with pytest.raises(ValueError, match="it is not a saddle"):
+    with pytest.raises(ValueError, match="is not a saddle on a separatrix: the Jacobian there has 0"):
         sl.sampling_region(field, a, b, saddle=a)             # an attractor pulls nothing apart
     with pytest.raises(ValueError, match="saddle must be a finite point of dimension 2"):
         sl.sampling_region(field, a, b, saddle=[0.0, 0.0, 0.0])
