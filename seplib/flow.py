@@ -17,8 +17,8 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
         t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
     except (TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"t must be a 1-D tensor of times, got {type(t).__name__}") from err
-    if t.dim() != 1 or len(t) < 2 or not torch.isfinite(t).all() or not (
-            (t.diff() > 0).all() or (t.diff() < 0).all()):
+    steps = t.diff() if t.dim() == 1 else t
+    if t.dim() != 1 or len(t) < 2 or not torch.isfinite(t).all() or not ((steps > 0).all() or (steps < 0).all()):
         raise ValueError(f"t must be at least two finite times, strictly increasing or decreasing (e.g. "
                          f"torch.linspace(0, T, 50), or [0, T] for the end state only), got {_short(t)}")
     _finite_states(x0, "x0", "integrate")

@@ -191,13 +191,13 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     Returns ``(delta, n_trajectories)``: the smallest flipping delta found (None if no direction
     flips within reach) and how many trajectories it simulated. ``relative_tol``: see ``settle``.
     """
+    check_count(n_directions, "n_directions")
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
     x0, m = _check_state(x0, attractors.shape[-1], mask)
     own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
     other = attractors[1 - own] if len(attractors) == 2 else None
     reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
-    check_count(n_directions, "n_directions")
     gen = seeded(seed)
     u = torch.randn(n_directions, len(x0), generator=gen) * m
     if other is not None and mask is None:
