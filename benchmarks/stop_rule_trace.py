@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 import seplib as sl
-from seplib import kef as kef_module
+from seplib import _training
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import kef_training  # noqa: E402
@@ -27,9 +27,9 @@ import validation_family  # noqa: E402
 
 
 def traced(checks):
-    """_StopRule.settled, also recording (changed, pair disagreement, seconds the trace took) at
+    """StopRule.settled, also recording (changed, pair disagreement, seconds the trace took) at
     every check."""
-    settled = kef_module._StopRule.settled
+    settled = _training.StopRule.settled
 
     def settled_and_traced(rule, net):
         verdict = settled(rule, net)
@@ -48,7 +48,7 @@ def main():
     args = ap.parse_args()
     torch.set_num_threads(2)
     checks = []
-    kef_module._StopRule.settled = traced(checks)
+    _training.StopRule.settled = traced(checks)
     print("member              objective seed epochs     s  at each check: signs changed / pairs disagreeing")
     for name in args.members.split(","):
         if name in kef_training.SYSTEMS:

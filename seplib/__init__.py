@@ -22,7 +22,8 @@ Figures and sliders are imported from their modules:
                      loss_curve, kef_slice (a plane through d dimensions)
     seplib.widgets   kef_panel, frames_slider
 
-Machinery a chapter does not call: ``_fast`` (CPU kernels for fit_kef), ``_guards`` (what a
+Machinery a chapter does not call: ``_fast`` (CPU kernels for fit_kef), ``_training`` (fit_kef's
+bookkeeping: argument checks, batches, stop rule, weight average, warnings), ``_guards`` (what a
 field returns, what reaches torch.linalg).
 """
 from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, find_saddles, integrate,

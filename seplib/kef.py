@@ -5,11 +5,13 @@ trajectory psi then grows like exp(lambda t) away from its zero set, so a trajec
 cross psi = 0: the zero level set is an invariant set that splits the two basins, the separatrix.
 
 This file is the math, read top to bottom: the network (1), the objectives (2), the loss (3),
-the trajectory pairs (4), and training (5). For the default network and the named objectives
-fit_kef runs the same arithmetic through the CPU kernels of ``_fast.py``. The figures behind
-each default are in benchmarks/RESULTS.md.
+the trajectory pairs (4), the anchor and the signs known by simulation (5), and training (6):
+``fit_kef`` and its loop. Every setting is named at the top. Its bookkeeping (the checks of
+its arguments, each epoch's batches, the stop rule, the weights' average, the warnings after
+training) is in ``_training.py``. For the default network and the named objectives fit_kef
+runs the same arithmetic through the CPU kernels of ``_fast.py``. The figures behind each
+default are in benchmarks/RESULTS.md.
 """
-import contextlib
 import copy
 import math
 import time
@@ -20,9 +22,9 @@ import torch.autograd.forward_ad as fwAD
 from torch import nn
 from tqdm.auto import tqdm
 
-from . import _fast
-from .flow import _nearer, final_state, jacobian
-from ._guards import _short, as_ends, as_field, as_states, check_count, check_seed, finite_or_raise
+from . import _fast, _training
+from .flow import _nearer
+from ._guards import _short, as_states, check_seed
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
@@ -239,7 +241,7 @@ def pair_loss(psi_start, psi_end, t, rhs, eigenvalue, perm):
     return ((psi_end - carried) ** 2).mean() / ((psi_end - shuffled) ** 2).mean()
 
 
-# 5. The attractors' anchor ----------------------------------------------------------------
+# 5. The attractors' anchor, and signs known by simulation -----------------------------------
 
 def anchor_loss(psi_a, psi_b):
     """psi one sign near attractor a and the other near b:  1 - |mean psi_b - mean psi_a| /
@@ -298,51 +300,6 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
 
 # 6. Training -------------------------------------------------------------------------------
 
-def _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
-                     anchor_weight):
-    if not (eigenvalue == "auto" or (isinstance(eigenvalue, (int, float)) and eigenvalue > 0
-                                     and math.isfinite(eigenvalue))):
-        raise ValueError(f"eigenvalue must be 'auto' or a finite number > 0, got {eigenvalue!r}: "
-                         "a positive eigenvalue makes psi grow away from the separatrix")
-    check_count(epochs, "epochs")
-    check_count(batch_size, "batch_size")
-    if not (flow_time is None or flow_time == "auto" or (isinstance(flow_time, (int, float))
-                                                          and flow_time > 0 and math.isfinite(flow_time))):
-        raise ValueError(f"flow_time must be 'auto', None or a finite time > 0, got {flow_time!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
-    if not (tol is None or (isinstance(tol, (int, float)) and 0 <= tol < 1)):
-        raise ValueError(f"tol must be None (run every epoch) or a fraction in [0, 1), got {tol!r}")
-    for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight),
-                        ("anchor_weight", anchor_weight)):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
-
-
-def _check_field(field, sampler, device):
-    """The field wrapped by ``as_field``, after one call at a few samples: a value of the wrong
-    shape or type, or NaN there, is refused before training starts."""
-    field = as_field(field, sampler.dim)
-    probe = sampler.sample(4, torch.Generator().manual_seed(0), device=device).reshape(-1, sampler.dim)
-    with torch.no_grad():
-        out = field(probe)
-    finite_or_raise(out, "the field's value", "training did not start", "check f on the sampled region "
-                    "(mean, cov, scales), or clip the field", points=probe)
-    return field
-
-
-def _check_model(net, dim, device):
-    with torch.no_grad():
-        try:
-            out = net(torch.zeros(3, dim, device=device))
-        except RuntimeError as err:   # a layer of the wrong size, usually
-            raise ValueError(f"the model failed on input of shape (3, {dim}) ({err}): psi must map "
-                             f"[N, {dim}] to [N, 1]; check its first layer's input size") from err
-    if out.shape not in ((3,), (3, 1)):
-        raise ValueError(f"the model returned shape {tuple(out.shape)} for input of shape (3, {dim}): "
-                         "psi must map [N, d] to [N, 1] (or [N])")
-
-
 def auto_eigenvalue(field, sampler, seed=0, device="cpu"):
     """lambda = AUTO_EIGENVALUE_RATIO * mu, with mu the unstable rate of the fastest saddle
     found among 256 points of each of the sampler's scales (``sampled_saddles``)."""
@@ -371,133 +328,6 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
         sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov)
     mu = rates[0].item() if eigenvalue else None
     return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, saddles[0]
-
-
-class _Batches:
-    """Each epoch's samples, f at them, the pairs' ends and a shuffle, drawn ``SAMPLE_BLOCK``
-    epochs at a time: the field is called on a block's samples in chunks of ``FIELD_CHUNK``,
-    not once per epoch."""
-
-    def __init__(self, field, sampler, starts, pairs, batch_size, epochs, seed, device, near=None,
-                 labelled=None):
-        self.field, self.sampler, self.starts, self.pairs, self.near = field, sampler, starts, pairs, near
-        self.labelled = labelled
-        self.batch, self.epochs, self.device = batch_size, epochs, device
-        self.gen = torch.Generator().manual_seed(seed)
-        self.n = len(sampler.scales) * batch_size   # rows from the samples; the pairs' ends follow
-
-    def __call__(self, epoch):
-        """(x, f(x) at the samples, perm, t, y): x holds the samples, then the pairs' starts and
-        ends, then, with ``near`` (from ``_near_attractors``), the points near each attractor,
-        then, with ``labelled`` (from ``zero_set_labels``), states of known basin y."""
-        if epoch % SAMPLE_BLOCK == 0:
-            self._draw(epoch, min(SAMPLE_BLOCK, self.epochs - epoch))
-        row = epoch % SAMPLE_BLOCK
-        return (self.xs[row], self.fxs[row], self.perms[row], None if self.ts is None else self.ts[row],
-                None if self.ys is None else self.ys[row])
-
-    def _draw(self, epoch, k):
-        dim, b = self.sampler.dim, self.batch
-        xs = self.sampler.sample(k * b, self.gen, device=self.device)
-        with torch.no_grad():
-            fxs = torch.cat([self.field(x) for x in xs.reshape(-1, dim).split(FIELD_CHUNK)]).view(xs.shape)
-        finite_or_raise(fxs, "the field's value", f"training stopped at epoch {epoch} (of the samples of "
-                        f"epochs {epoch}-{epoch + k - 1})", "check f on the sampled region (mean, cov, "
-                        "scales), or clip the field", points=xs.reshape(-1, dim))
-        # [n_scales, k * b, d] -> [k, n_scales * b, d]: one row block per epoch
-        xs, fxs = (a.reshape(-1, k, b, dim).transpose(0, 1).reshape(k, self.n, dim) for a in (xs, fxs))
-        self.ts = None
-        if self.pairs is not None:   # both ends of a pair go through the samples' pass
-            which, ends, times = self.pairs
-            picks = torch.randint(len(which), (k, b), generator=self.gen).to(self.device)
-            xs = torch.cat((xs, self.starts[which[picks]], ends[picks]), dim=1)
-            self.ts = times[picks]
-        self.perms = torch.rand(k, b, generator=self.gen).argsort(dim=1).to(self.device)
-        if self.near is not None:
-            around = self.near(k * b, self.gen, self.device)   # [2, k * b, d]
-            xs = torch.cat((xs, around.reshape(2, k, b, dim).transpose(0, 1).reshape(k, 2 * b, dim)), dim=1)
-        self.ys = None
-        if self.labelled is not None:
-            states, y = self.labelled
-            picks = torch.randint(len(y), (k, b), generator=self.gen).to(self.device)
-            xs, self.ys = torch.cat((xs, states[picks]), dim=1), y[picks]
-        self.xs, self.fxs = xs, fxs
-
-
-def _disagreement(start_positive, net, end):
-    """The fraction of pairs on which psi's sign at the end differs from the start's
-    (``start_positive``: psi > 0 there, one per pair)."""
-    end_positive = torch.cat([(net(chunk) > 0).flatten() for chunk in end.split(8192)])
-    return (start_positive != end_positive).float().mean().item()
-
-
-class _StopRule:
-    """Has the zero set settled? Every ``STOP_CHECK_EVERY`` epochs, from the second check on:
-    psi changed sign at fewer than a fraction ``tol`` of the probes since the last check, takes
-    both signs there, and its sign differs at the two ends of at most ``STOP_PAIR_DISAGREEMENT``
-    of the pairs (a pair that disagrees has an end in the wrong basin: that sees far samples
-    stuck in the wrong basin, which change no sign)."""
-
-    def __init__(self, probes, pairs, tol):
-        self.probes, self.pairs, self.tol, self.signs = probes, pairs, tol, None
-        self.changed = None   # the fraction of probes whose sign changed at the last check
-
-    def due(self, epoch):
-        return self.tol is not None and (epoch + 1) % STOP_CHECK_EVERY == 0
-
-    @torch.no_grad()
-    def settled(self, net):
-        now = (net(self.probes) > 0).flatten()
-        before, self.signs = self.signs, now
-        self.changed = None if before is None else (now != before).float().mean().item()
-        return (self.changed is not None and self.changed <= self.tol and 0 < now.sum() < len(now)
-                and (self.pairs is None or self.disagreement(net, now) <= STOP_PAIR_DISAGREEMENT))
-
-    def disagreement(self, net, positive=None):
-        """The fraction of pairs whose two ends psi puts on opposite sides."""
-        if positive is None:
-            positive = (net(self.probes) > 0).flatten()
-        return _disagreement(positive[self.pairs[0]], net, self.pairs[1])
-
-    def warn_unsettled(self, net, epochs):
-        """After a training that ran all its epochs without the rule being met: say what it saw."""
-        if self.tol is None or self.changed is None:
-            return
-        seen = [f"at the last check psi's sign had changed at {self.changed:.2%} of the {len(self.probes)} "
-                f"probe samples since the check before (tol {self.tol:.2%})"]
-        if self.pairs is not None:
-            with torch.no_grad():
-                disagreement = self.disagreement(net)
-            seen.append(f"its sign differs at the two ends of {disagreement:.2%} of the trajectory "
-                        f"pairs (settled: at most {STOP_PAIR_DISAGREEMENT:.1%}; a pair that disagrees has an "
-                        "end in the wrong basin)")
-        warnings.warn(f"training ran all {epochs} epochs without its zero set settling: " + "; ".join(seen)
-                      + ". psi may put some states in the wrong basin: check it with seplib.validate_kef, "
-                      "train longer (epochs=), or try the other objective (rhs=)", RuntimeWarning, stacklevel=3)
-
-
-class _Average:
-    """The running average of the weights (Polyak), whose memory grows to 1 / (1 - AVERAGE_DECAY)
-    epochs: the last steps' noise moves psi's sign where psi is tiny, on the far arms."""
-
-    def __init__(self, flat):
-        self.flat, self.value = flat, None
-
-    def update(self, step):
-        """After Adam's step number ``step`` (from 1): the first sets the average."""
-        if self.value is None:
-            self.value = self.flat.clone()
-        self.value.lerp_(self.flat, 1 - min(AVERAGE_DECAY, (1 + step) / (10 + step)))
-
-    @contextlib.contextmanager
-    def swapped_in(self):
-        """The network holds the averaged weights inside the block, its own after it."""
-        held = self.flat.clone()
-        self.flat.copy_(self.value)
-        try:
-            yield
-        finally:
-            self.flat.copy_(held)
 
 
 def _extra_losses(psi, b, anchor_weight, y):
@@ -560,11 +390,11 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     ``pair_weight``). Far out the flow is fast and leaves the Gaussians before it turns back;
     the pairs reach across that gap. ``flow_time=None`` turns them off.
 
-    Training stops before ``epochs`` once the zero set has settled (``_StopRule``, checked every
-    500 epochs from epoch 1000; ``tol=None`` runs every epoch). ``tol`` is 0.5%, not less: the
-    averaged weights lag the step's by about 1000 epochs, so after the last far region takes its
-    sign they still change it at 0.3-0.5% of the probes for two checks, and at 0.2% a run went on
-    1500 epochs past its targets (benchmarks/RESULTS.md, section 6). A psi of one sign at all the
+    Training stops before ``epochs`` once the zero set has settled (``_training.StopRule``,
+    checked every 500 epochs from epoch 1000; ``tol=None`` runs every epoch). ``tol`` is 0.5%,
+    not less: the averaged weights lag the step's by about 1000 epochs, so after the last far
+    region takes its sign they still change it at 0.3-0.5% of the probes for two checks, and at
+    0.2% a run went on 1500 epochs past its targets (benchmarks/RESULTS.md, section 6). A psi of one sign at all the
     probe samples at the end issues a RuntimeWarning: it found no separatrix. So does a training
     that ran all its epochs without the rule being met, with the figures the rule last saw, and,
     where a saddle was found, a psi without opposite signs around the two attractors at the ends
@@ -589,7 +419,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     kef)``, if given, runs after every step and sees the step's weights. Returns a ``KEF`` with
     ``eigenvalue`` (the lambda used), ``loss_history_`` and ``fit_seconds_`` (set-up included).
     """
-    _check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
+    _training.check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
                      anchor_weight)
     check_seed(seed)
     if callback is not None and not callable(callback):
@@ -600,7 +430,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     if radial is not None and not Radial.valid_radius(radial):
         raise ValueError(f"radial must be a finite radius > 0 (a length, e.g. |b - a|), got {radial!r}")
     if refine is not None:
-        refine = _two_points(refine, dim, "refine")
+        refine = _training.two_points(refine, dim, "refine")
     start = time.perf_counter()
     resolve_rhs(rhs)   # a name it knows, or a callable
     centre = isinstance(mean, str)
@@ -611,7 +441,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
         device = torch.device(device) if device is not None else default_device()
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
-    field = _check_field(field, sampler, device)
+    field = _training.check_field(field, sampler, device)
     saddle = None
     if centre or eigenvalue == "auto":
         sampler, auto, saddle = _auto_settings(field, sampler, centre, eigenvalue == "auto", seed, device)
@@ -625,26 +455,28 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
             torch.manual_seed(seed)
             model = mlp(dim, radial=None if radial is None else (sampler.mean, radial))
     net = model.to(device)
-    _check_model(net, dim, device)
+    _training.check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
     kef.mean_ = sampler.mean.clone()
 
-    near = _near_attractors(attractors, sampler, device)
+    near = _training.near_attractors(attractors, sampler, device)
     step_args = (rhs, eigenvalue, balance_weight, pair_weight, None if near is None else anchor_weight,
                  BOUNDS[rhs] if isinstance(rhs, str) else None)
     name = f"KEF ({rhs if isinstance(rhs, str) else 'custom'})"
-    batches = _Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, near)
-    stop = _StopRule(probes, pairs, tol)
-    stopped = _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, name)
+    def batches(epochs, seed, labelled=None):
+        return _training.Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, SAMPLE_BLOCK,
+                                 FIELD_CHUNK, near, labelled)
+
+    stop = _training.StopRule(probes, pairs, tol, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
+    stopped = _train(net, kef, batches(epochs, seed), epochs, lr, step_args, stop, callback, progress, name)
     if refine is not None:
         labelled = zero_set_labels(net, field, probes, len(sampler.scales), refine.to(probes), REFINE_STATES)
-        batches = _Batches(field, sampler, probes, pairs, batch_size, REFINE_EPOCHS, seed + 3, device, near,
-                           labelled)
-        _train(net, kef, batches, REFINE_EPOCHS, lr / 10, step_args, _StopRule(probes, pairs, None), callback,
-               progress, name + " refined")
-    if not _warn_if_one_signed(net, probes):
+        no_stop = _training.StopRule(probes, pairs, None, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
+        _train(net, kef, batches(REFINE_EPOCHS, seed + 3, labelled), REFINE_EPOCHS, lr / 10, step_args, no_stop,
+               callback, progress, name + " refined")
+    if not _training.warn_if_one_signed(net, probes):
         if saddle is not None:
-            _warn_if_ends_not_split(net, field, saddle, sampler)
+            _training.warn_if_ends_not_split(net, field, saddle, sampler)
         if not stopped:
             stop.warn_unsettled(net, epochs)
     kef.fit_seconds_ = time.perf_counter() - start   # the checks above included
@@ -656,7 +488,7 @@ def _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, n
     from ``lr`` to ``lr / 100`` (cosine); the net ends with the running average of its weights.
     Returns whether the stop rule ended it early."""
     opt = _fast.FlatAdam(net.parameters())
-    average, done = _Average(opt.flat), len(kef.loss_history_)
+    average, done = _training.Average(opt.flat, AVERAGE_DECAY), len(kef.loss_history_)
     bar = tqdm(range(epochs), desc=name, disable=not progress, mininterval=0.5)
     net.train()
     stopped = False
@@ -680,71 +512,6 @@ def _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, n
     opt.flat.copy_(average.value)   # psi is the averaged weights
     net.eval()
     return stopped
-
-
-def _two_points(points, dim, name):
-    """The attractors given as ``attractors=`` or ``refine=``: two finite, distinct points of
-    dimension ``dim`` as a float64 ``[2, dim]`` tensor on the CPU, or a ValueError."""
-    try:
-        a, b = points
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be two points (the attractors a, b), got {points!r}") from err
-    a, b = as_ends(a, b, torch.float64, dim, (f"{name}'s first point", f"{name}'s second point"))
-    return torch.stack((a, b)).cpu()
-
-
-def _near_attractors(attractors, sampler, device):
-    """None, or ``near(n, generator, device) -> [2, n, d]``: Gaussians of the sampler's smallest
-    scale around each of the two attractors."""
-    if attractors is None:
-        return None
-    points = _two_points(attractors, sampler.dim, "attractors")
-    smallest = [sampler.scales.min().item()]
-    around = [MultiscaleGaussian(sampler.dim, smallest, p, sampler.cov) for p in points]
-    return lambda n, gen, dev: torch.stack([g.sample(n, gen, device=dev)[0] for g in around])
-
-
-def _warn_if_one_signed(net, probes):
-    """Warn, and return True, if psi has one sign at every probe."""
-    with torch.no_grad():
-        positive = (net(probes) > 0).float().mean().item()
-    if positive in (0.0, 1.0):
-        warnings.warn(f"psi is {'positive' if positive else 'negative'} at all {len(probes)} probe samples: it "
-                      "found no separatrix where it sampled. Check that the samples (mean, cov, scales) cover "
-                      "both basins, or train longer or with a larger balance_weight", RuntimeWarning, stacklevel=3)
-        return True
-    return False
-
-
-def _warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
-    """Warn if psi does not give opposite signs around the two ends of the saddle's unstable
-    manifold (the attractors on either side of its separatrix).
-
-    The equation has other solutions with the same lambda: with g an eigenfunction of a stable
-    direction (eigenvalue -k) and phi one of eigenvalue lambda + k, g phi is one, and so is
-    psi + c g phi; their zero sets can run through an attractor. The stop rule cannot see it
-    (such a psi keeps its sign along every trajectory); the two attractors can."""
-    J = jacobian(field, saddle[None])[0].double()
-    values, vectors = torch.linalg.eig(J)   # J is finite: find_saddles checked it there
-    v = vectors[:, values.real.argmax()].real.to(saddle.dtype)
-    step = 1e-2 * (sampler.scales.min() * sampler.cov.trace() / sampler.dim).sqrt().item()
-    ends = final_state(field, torch.stack((saddle + step * v, saddle - step * v)), T)
-    if not torch.isfinite(ends).all():
-        return   # the unstable manifold leaves the floats: no attractors to compare
-    p = next(net.parameters())
-    near = _near_attractors(ends, sampler, p.device)   # the anchor's clouds, around the ends
-    with torch.no_grad():
-        x = near(n, torch.Generator().manual_seed(0), p.device).to(p.dtype)
-        positive = (net(x.reshape(-1, sampler.dim)).reshape(2, n) > 0).float().mean(dim=1).tolist()
-    if min(positive) <= 0.1 and max(positive) >= 0.9:
-        return
-    at = " and ".join(f"{_short(e)} ({q:.0%} positive)" for e, q in zip(ends, positive))
-    warnings.warn(f"psi does not tell apart the two attractors that the saddle at {_short(saddle)} "
-                  f"leads to: around {at}, where it should have one sign around each and opposite signs. "
-                  "Its zero set runs near or through an attractor: psi may be another solution of the "
-                  "same equation, not this saddle's separatrix. Check it with seplib.validate_kef; try "
-                  "another seed or the other objective (rhs=), or pass attractors= for the anchor",
-                  RuntimeWarning, stacklevel=3)
 
 
 def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):

@@ -5,7 +5,8 @@ import torch
 
 import seplib as sl
 import seplib.kef as kef_module
-from seplib.kef import _warn_if_ends_not_split, carry, fit_kef_snapshots, pair_loss
+from seplib._training import disagreement, warn_if_ends_not_split
+from seplib.kef import carry, fit_kef_snapshots, pair_loss
 
 FAST = dict(epochs=60, batch_size=64, progress=False, device="cpu")
 
@@ -58,7 +59,7 @@ def test_disagreement_counts_the_pairs_whose_ends_psi_puts_on_opposite_sides():
         net.bias.zero_()
     start_positive = torch.tensor([True, True, False, False])
     end = torch.tensor([[2.0, 0.0], [-1.0, 5.0], [-1.0, 3.0], [0.5, 1.0]])
-    assert sl.kef._disagreement(start_positive, net, end) == 0.5
+    assert disagreement(start_positive, net, end) == 0.5
 
 
 def test_1d_standard_kef_matches_the_analytic_one_on_each_side():
@@ -129,7 +130,7 @@ def test_a_psi_that_does_not_split_the_attractors_is_warned_of(weights, warns):
     saddle, sampler = torch.zeros(2), sl.MultiscaleGaussian(2)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        _warn_if_ends_not_split(net, sl.bistable_2d(), saddle, sampler)
+        warn_if_ends_not_split(net, sl.bistable_2d(), saddle, sampler)
     said = [str(w.message) for w in caught if "does not tell apart the two attractors" in str(w.message)]
     assert len(said) == int(warns)
     if warns:
