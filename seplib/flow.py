@@ -1,5 +1,6 @@
 """Ground truth by integration: attractors, basins, bisection to the separatrix, the saddle."""
 import math
+import warnings
 
 import torch
 from torchdiffeq import odeint
@@ -77,6 +78,7 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     lie on one side of a curved separatrix, while starts near the saddle fall on both.
 
     Returns ``Tensor[k, dim]`` sorted by coordinates, so the order is the same on every run.
+    With one attractor (k = 1) it also warns: ``a, b = find_attractors(...)`` would fail on it.
     """
     check_count(dim, "dim")
     check_count(n_starts, "n_starts")
@@ -105,7 +107,17 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
             centres.append(p)
             counts.append(1)
     # A saddle can catch a start that lies on its stable manifold; an attractor catches many.
-    centres = [c for c, n in zip(centres, counts) if n >= max(2, n_starts // 100)]
+    least = max(2, n_starts // 100)
+    centres = [c for c, n in zip(centres, counts) if n >= least]
+    if not centres:
+        raise RuntimeError(f"no point where the flow stopped was reached by {least} or more of the {n_starts} "
+                           f"starts ({len(ends)} settled), so none counts as an attractor (a saddle can catch a "
+                           "start or two): pass more n_starts")
+    if len(centres) == 1:
+        warnings.warn(f"find_attractors found one attractor, at {_short(centres[0])}, from {n_starts} starts: "
+                      "no separatrix without a second. If the field has another, no start settled in its "
+                      "basin: pass more n_starts, another spread (starts of norm spread / 100 to spread) or "
+                      "a longer T", RuntimeWarning, stacklevel=2)
     centres = sorted(centres, key=lambda c: tuple(round(v, 4) for v in c.tolist()))
     return torch.stack(centres)
 

@@ -240,6 +240,9 @@ def basin_mismatch(kef, points, labels, ax=None, attractors=None, title="Where s
 def kef_1d(kef, analytic=None, lo=-0.95, hi=0.95, ax=None, title="1D KEF"):
     """psi against x for a 1-D system, with the analytic KEF rescaled to psi by least squares, on
     each side of 0 apart: no trajectory crosses the separatrix, so each side's scale is free."""
+    if getattr(kef, "dim", 1) != 1:
+        raise ValueError(f"kef_1d draws psi of a 1-D system, and this KEF is of a {kef.dim}-D one: use "
+                         "seplib.plots.kef_levels (2-D) or kef_slice (any d)")
     ax = _ax(ax, (5.5, 3.5))
     x = torch.linspace(lo, hi, 401).unsqueeze(-1)
     with torch.no_grad():

@@ -20,6 +20,16 @@ def test_attractors_of_a_curved_separatrix_in_many_dimensions(dim):
     assert torch.cdist(found, expected).min(dim=0).values.max() < 1e-2
 
 
+def test_one_attractor_is_returned_with_a_warning_and_none_is_an_error():
+    # a single attractor would break `a, b = find_attractors(...)` with Python's unpacking error
+    with pytest.warns(RuntimeWarning, match="found one attractor, at .* pass more n_starts"):
+        found = sl.find_attractors(lambda x: -x, 2, n_starts=64)
+    assert found.shape == (1, 2) and found.abs().max() < 1e-3
+    # one start cannot count as an attractor (a saddle can catch one): named, not torch.stack's
+    with pytest.raises(RuntimeError, match="reached by 2 or more of the 1 starts .* pass more n_starts"):
+        sl.find_attractors(sl.bistable_2d(), 2, n_starts=1)
+
+
 def test_attractors_come_in_the_same_order_every_time():
     a = sl.find_attractors(sl.duffing(), 2, n_starts=64, seed=1)
     b = sl.find_attractors(sl.duffing(), 2, n_starts=64, seed=2)

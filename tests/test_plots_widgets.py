@@ -102,6 +102,8 @@ def test_the_plots_and_the_slider_name_what_they_cannot_draw():
         plots.kef_levels(lambda x: x, field)
     with pytest.raises(FloatingPointError, match="psi is NaN"):
         plots.kef_1d(lambda x: x * float("nan"))
+    with pytest.raises(ValueError, match="this KEF is of a 2-D one: use seplib.plots.kef_levels"):
+        plots.kef_1d(sl.KEF(sl.kef.mlp(2), 2))
     with pytest.raises(ValueError, match=r"\[N, 2\] or \[n_scales, n, 2\]"):
         plots.samples(torch.zeros(5))
     with pytest.raises(ValueError, match="at least one KEF"):
