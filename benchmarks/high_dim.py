@@ -178,8 +178,7 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radi
     print(f"  GRU-64: labelling {points} points by simulation took {time.perf_counter() - t:.1f} s, "
           f"{(labels >= 0).float().mean().item():.4f} labelled", flush=True)
     point, saddle = torch.tensor(card["separatrix_point"]), torch.tensor(card["saddle"])
-    _, normal = sl.saddle_normal(field, saddle)
-    _, s_true = _score("linear", lambda z: (z - saddle) @ normal, field, a, b, x, labels, None, 0.0, "-")
+    _, s_true = _score("linear", sl.linearisation(field, saddle), field, a, b, x, labels, None, 0.0, "-")
     rows = []
     for seed in seeds:
         for rhs in objectives:

@@ -89,7 +89,7 @@ def gru(args):
     noise = 0.25 * (b - a).norm() * torch.randn(2, args.states, 64, generator=gen) / 64**0.5
     states = torch.cat((a + noise[0], b + noise[1]))
     saddle = torch.tensor(card["saddle"])
-    _, w = sl.saddle_normal(field, saddle)
+    lin = sl.linearisation(field, saddle)
     print(f"{'state':>5s} {'memory':>6s} {'psi flip':>9s} {'verdict':>9s} {'refined':>8s} {'verdict':>9s} "
           f"{'traj.':>5s} {'refine s':>8s} {'linear':>7s} {'verdict':>9s} {'refined':>8s} {'brute':>7s} {'trajectories':>12s} "
           f"{'solver s':>8s}")
@@ -112,7 +112,7 @@ def gru(args):
         seconds = time.perf_counter() - t
         verdict = sl.flip_verdict(field, x0, delta, ab, relative_tol=0.5)
         refined, m, refine_seconds, checked = refine(x0, delta)
-        linear = -((x0 - saddle) @ w) * w     # the nearest point of the saddle's hyperplane
+        linear = -lin(x0) * lin.normal     # the nearest point of the saddle's hyperplane
         linear_verdict = sl.flip_verdict(field, x0, linear, ab, relative_tol=0.5)
         linear_ok += linear_verdict == "flips"
         linear_refined, _, _, linear_checked = refine(x0, linear)

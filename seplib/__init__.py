@@ -9,8 +9,8 @@ The public card (the names a chapter needs, importable from ``seplib``):
     kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .mean_, .loss_history_,
               .fit_seconds_), KEF, default_device
     flow      integrate, find_attractors, separatrix_point, find_saddle, find_saddles (Newton
-              from points, no attractors needed), saddle_normal, basin_labels, expansion_rate,
-              jacobian
+              from points, no attractors needed), saddle_normal, linearisation (the saddle's
+              hyperplane, used like psi: the baseline), basin_labels, expansion_rate, jacobian
     validate  basin_agreement, separatrix_error, validate_kef, grid, segment_clouds
     perturb   smallest_flip (nearest point of psi = 0, optionally masked), flips and
               flip_verdict (checked by simulation), refine_flip (psi's direction, the length
@@ -27,7 +27,7 @@ bookkeeping: argument checks, batches, stop rule, weight average, warnings), ``_
 field returns, what reaches torch.linalg).
 """
 from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, find_saddles, integrate,
-                   jacobian, saddle_normal, separatrix_point)
+                   jacobian, linearisation, saddle_normal, separatrix_point)
 from .kef import KEF, default_device, fit_kef
 from .perturb import brute_force_flip, flip_verdict, flips, refine_flip, smallest_flip
 from .rnn import FlipFlopRNN, book_card, gru_vector_field, load_flipflop_gru

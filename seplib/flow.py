@@ -363,6 +363,34 @@ def saddle_normal(field, saddle):
     return values[k].real.item(), (w / w.norm()).to(x.dtype)
 
 
+class Linearisation:
+    """The linearisation's separatrix at a saddle, used like psi: ``lin(x)`` (``[..., d] ->
+    [...]``) is (x - saddle) . w, the signed distance from the hyperplane through the saddle
+    normal to w, the unit left eigenvector of the Jacobian for its unstable eigenvalue. Its zero
+    set is that hyperplane, so whatever takes psi (``basin_agreement``, ``separatrix_error``,
+    ``smallest_flip``, ``plots.kef_slice``) takes it too: the baseline psi is measured against.
+    ``saddle``, ``normal`` (w) and ``rate`` (the unstable eigenvalue's real part) are kept."""
+
+    def __init__(self, saddle, normal, rate):
+        self.saddle, self.normal, self.rate = saddle, normal, rate
+        self.dim = len(saddle)
+
+    def __call__(self, x):
+        x = as_states(x, "x", self.dim)
+        return (x - self.saddle.to(x)) @ self.normal.to(x)
+
+    def __repr__(self):
+        return f"Linearisation(saddle={_short(self.saddle)}, rate={self.rate:.4g})"
+
+
+def linearisation(field, saddle):
+    """The linearisation at ``saddle`` (one unstable direction) as a ``Linearisation``: near the
+    saddle the separatrix is the hyperplane through it normal to the left unstable eigenvector
+    (``saddle_normal``); farther out it bends away, and psi need not."""
+    rate, w = saddle_normal(field, saddle)
+    return Linearisation(as_point(saddle, "saddle").detach().reshape(-1).to(w.dtype), w, rate)
+
+
 def _unstable(values, relative=1e-5):
     """How many eigenvalues (``[..., d]``, complex) have a positive real part, counting one as
     positive only above ``relative`` times the largest modulus: below it a float32 Jacobian

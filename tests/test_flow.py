@@ -92,6 +92,24 @@ def test_saddle_normal_is_the_separatrix_normal_at_the_saddle():
         sl.saddle_normal(lambda x: x, [0.0, 0.0])
 
 
+def test_the_linearisation_is_the_saddles_hyperplane_written_like_psi():
+    system = sl.bistable_nd(8, seed=3)
+    lin = sl.linearisation(system, torch.zeros(8))
+    a, b = torch.tensor(system.attractors)
+    # the signed distance from the hyperplane x . w = 0, w = +-attractors[1]: +-1 at a and b
+    values = lin(torch.stack((a, b)))
+    assert values.shape == (2,) and torch.allclose(values.abs(), torch.ones(2), atol=1e-5)
+    assert values[0] * values[1] < 0 and abs(lin.rate - 1.0) < 1e-4
+    # whatever takes psi takes it: the nearest point of its zero set is the projection
+    x0 = a + 0.3 * torch.randn(8, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(sl.smallest_flip(lin, x0), -lin(x0) * lin.normal, atol=1e-5, rtol=0)
+    assert sl.basin_agreement(lin, torch.stack((a, b)), torch.tensor([0, 1])) == 1.0
+    with pytest.raises(ValueError, match="x must be states, a tensor"):
+        lin(torch.zeros(3))
+    with pytest.raises(ValueError, match="0 unstable directions"):   # saddle_normal's check
+        sl.linearisation(system, a)
+
+
 def test_saddle_normal_refuses_a_nan_jacobian():
     with pytest.raises(FloatingPointError, match="saddle_normal"):
         sl.saddle_normal(lambda x: x * float("nan"), [0.0, 0.0])
