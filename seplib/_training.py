@@ -2,8 +2,9 @@
 rule, the running average of the weights, and the warnings after training.
 
 The math (network, objectives, loss, pairs) and the training loop are in ``kef.py``, which
-passes in its own settings (``SAMPLE_BLOCK``, ``STOP_CHECK_EVERY``, ``AVERAGE_DECAY``, ...):
-no number is chosen here.
+passes in the settings that shape training (``SAMPLE_BLOCK``, ``FIELD_CHUNK``,
+``STOP_CHECK_EVERY``, ``STOP_PAIR_DISAGREEMENT``, ``AVERAGE_DECAY``), so that they are read and
+changed in one place.
 """
 import contextlib
 import math
