@@ -387,8 +387,9 @@ def linearisation(field, saddle):
     """The linearisation at ``saddle`` (one unstable direction) as a ``Linearisation``: near the
     saddle the separatrix is the hyperplane through it normal to the left unstable eigenvector
     (``saddle_normal``); farther out it bends away, and psi need not."""
+    saddle = as_point(saddle, "saddle").detach().reshape(-1)
     rate, w = saddle_normal(field, saddle)
-    return Linearisation(as_point(saddle, "saddle").detach().reshape(-1).to(w.dtype), w, rate)
+    return Linearisation(saddle.to(w.dtype), w, rate)
 
 
 def _unstable(values, relative=1e-5):
