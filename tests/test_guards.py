@@ -93,7 +93,10 @@ def test_jacobian_by_central_differences_where_autograd_cannot_see():
 
 def test_a_numpy_field_trains_with_all_defaults_and_splits_the_basins():
     system = sl.bistable_2d()
-    assert abs(sl.expansion_rate(numpy_field, torch.randn(100, 2)) - 1.0) < 0.01
+    # fixed points: an unseeded draw depended on what earlier tests took from torch's global
+    # generator, and about one draw in ten had no point near enough x = 0 (0.985)
+    x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
+    assert abs(sl.expansion_rate(numpy_field, x) - 1.0) < 0.01
     kef = sl.fit_kef(numpy_field, 2, progress=False, device="cpu")
     assert abs(kef.eigenvalue - 0.4) < 0.01
     x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
