@@ -463,6 +463,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     step_args = (rhs, eigenvalue, balance_weight, pair_weight, None if near is None else anchor_weight,
                  BOUNDS[rhs] if isinstance(rhs, str) else None)
     name = f"KEF ({rhs if isinstance(rhs, str) else 'custom'})"
+
     def batches(epochs, seed, labelled=None):
         return _training.Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, SAMPLE_BLOCK,
                                  FIELD_CHUNK, near, labelled)
