@@ -104,10 +104,11 @@ def as_states(x, name, dim=None):
     return x
 
 
-def check_count(value, name):
-    """A ValueError unless ``value`` is a positive integer (a bool is not one)."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
+def check_count(value, name, minimum=1):
+    """A ValueError unless ``value`` is an integer (a bool is not one) of at least ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        what = "a positive integer" if minimum == 1 else f"an integer >= {minimum}"
+        raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
 def as_point(x, name, dim=None, dtype=None):

@@ -189,11 +189,15 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     attractor, each out to ``reach`` (default: twice the distance between the attractors).
 
     Returns ``(delta, n_trajectories)``: the smallest flipping delta found (None if no direction
-    flips within reach) and how many trajectories it simulated. ``relative_tol``: see ``settle``.
+    flips within reach) and how many trajectories it simulated. ``n_directions=0`` searches the
+    line alone (no mask, two attractors). ``relative_tol``: see ``settle``.
     """
-    check_count(n_directions, "n_directions")
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
+    check_count(n_directions, "n_directions", minimum=0)
+    if n_directions == 0 and (mask is not None or len(attractors) != 2):
+        raise ValueError("n_directions=0 searches the line to the other attractor alone, and there is no line "
+                         "here (a mask, or not two attractors): give n_directions >= 1")
     x0, m = _check_state(x0, attractors.shape[-1], mask)
     own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
     other = attractors[1 - own] if len(attractors) == 2 else None

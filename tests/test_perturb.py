@@ -58,6 +58,10 @@ def test_a_trained_kefs_flip_is_checked_by_simulation_and_beats_brute_force():
     best, n = brute_force_flip(system, x0, attractors, n_directions=32)
     assert n > 32 and best.norm() >= 0.6 - 1e-3 and flips(system, x0, best, attractors)
     assert delta.norm() <= best.norm() + 0.02
+    line, n = brute_force_flip(system, x0, attractors, n_directions=0)   # the line to the other attractor
+    other = attractors[1]                                                # x0 lies in (-1, 0)'s basin
+    assert n == 2 + 20 and flips(system, x0, line, attractors)
+    assert torch.cosine_similarity(line, other - x0, dim=0) > 1 - 1e-5 and best.norm() <= line.norm() + 1e-5
 
 
 def test_steps_that_cycle_where_psi_saturates_are_retried_with_less_damping():
