@@ -44,6 +44,12 @@ def _points(ax, attractors=None, separatrix_point=None, point_label="separatrix 
         ax.scatter(p[:, 0], p[:, 1], c="tab:red", s=70, edgecolor="k", zorder=5, label=point_label)
 
 
+def _legend(ax):
+    """The legend of what has a label, if anything has (matplotlib warns and draws none else)."""
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(loc="upper right", fontsize=8)
+
+
 def _finish(ax, title, xlabel, ylabel):
     ax.set_aspect("equal")
     ax.set_title(title)
@@ -59,7 +65,7 @@ def phase_portrait(field, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attractors=No
     ax.streamplot(X, Y, U, V, color="tab:blue", linewidth=1.0, density=1.2)
     _points(ax, attractors, separatrix_point)
     _finish(ax, title, *labels)
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(ax)
     return ax
 
 
@@ -90,7 +96,7 @@ def trajectories(traj, ax=None, attractors=None, separatrix_point=None, title="S
         ax.scatter(traj[0, i, 0], traj[0, i, 1], color=colors[i], s=20)
     _points(ax, attractors, separatrix_point)
     _finish(ax, title, *labels)
-    ax.legend(loc="upper right", fontsize=8)
+    _legend(ax)
     return ax
 
 
@@ -117,7 +123,7 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     lim = np.abs(Z).max() or 1.0
     filled = ax.contourf(X, Y, Z, levels=31, cmap="coolwarm", vmin=-lim, vmax=lim)
     if colorbar:
-        plt.colorbar(filled, ax=ax, label=r"$\psi$")
+        ax.figure.colorbar(filled, ax=ax, label=r"$\psi$")   # ax's figure, not the current one
     handles = [Line2D([], [], color="gold", lw=2.5, ls="--", label=r"$\psi = 0$")]
     if Z.min() < 0 < Z.max():
         ax.contour(X, Y, Z, levels=[0.0], **ZERO_STYLE)

@@ -1,3 +1,5 @@
+import warnings
+
 import matplotlib.pyplot as plt
 import pytest
 import torch
@@ -24,8 +26,13 @@ def test_every_plot_draws_with_current_matplotlib():
     fig, axes = plt.subplots(2, 3)
     plots.phase_portrait(system, ax=axes[0, 0], attractors=a, separatrix_point=[0.0, 0.0])
     plots.samples(sl.MultiscaleGaussian(2).sample(10), ax=axes[0, 1])
-    plots.trajectories(sl.integrate(system, torch.randn(4, 2), torch.linspace(0, 1, 11)), ax=axes[0, 2])
-    ax = plots.kef_levels(psi, system, ax=axes[1, 0], attractors=a, true_separatrix=system.separatrix)
+    traj = sl.integrate(system, torch.tensor([[0.5, 0.5], [-0.5, 1.0]]), torch.linspace(0, 1, 11))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert plots.trajectories(traj, ax=axes[0, 2]).get_legend() is None   # nothing labelled
+        assert plots.trajectories(traj, attractors=a).get_legend() is not None   # a new figure
+        # its colorbar goes to ax's figure, which is no longer the current one
+        ax = plots.kef_levels(psi, system, ax=axes[1, 0], attractors=a, true_separatrix=system.separatrix)
     assert len(ax.collections) > 0 and ax.get_legend() is not None
     plots.kef_levels(psi, ax=axes[1, 1], true_separatrix=torch.zeros(5, 2), colorbar=False)
     plots.loss_curve(psi, labels=["x"], ax=axes[1, 2])
