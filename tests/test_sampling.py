@@ -117,8 +117,10 @@ def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss()
     region = sl.sampling_region(system, a, b, rhs="squashed") | {"epochs": 2000}
     kef = sl.fit_kef(system, 8, progress=False, device="cpu", **region)
     assert sl.basin_agreement(kef, x, exact) >= 0.99
-    isotropic = sl.fit_kef(system, 8, rhs="squashed", mean=region["mean"], epochs=2000,
-                           cov=(b - a).norm() ** 2 / 8 * torch.eye(8), progress=False, device="cpu")
+    # and fit_kef says so
+    with pytest.warns(RuntimeWarning, match="does not tell apart|without its zero set settling"):
+        isotropic = sl.fit_kef(system, 8, rhs="squashed", mean=region["mean"], epochs=2000,
+                               cov=(b - a).norm() ** 2 / 8 * torch.eye(8), progress=False, device="cpu")
     assert sl.basin_agreement(isotropic, x, exact) < 0.9
 
 
