@@ -42,7 +42,7 @@ def test_not_a_checkpoint_and_pickled_code_are_refused(tmp_path):
     with pytest.raises(ValueError, match="not a weights-only torch checkpoint"):
         sl.load_flipflop_gru(tmp_path / "text.pt")
     with open(tmp_path / "evil.pt", "wb") as f:
-        pickle.dump({"rnn.weight_hh_l0": Evil()}, f)
+        pickle.dump({"rnn.weight_hh_l0": Evil()}, f, protocol=2)   # torch.save's protocol
     with pytest.raises(ValueError, match="not a weights-only torch checkpoint"):
         sl.load_flipflop_gru(tmp_path / "evil.pt")
     torch.save([1, 2, 3], tmp_path / "list.pt")
