@@ -194,18 +194,18 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     """
     field = as_field(field)
     attractors = torch.as_tensor(attractors, dtype=torch.float32)
+    line = mask is None and len(attractors) == 2   # the straight line to the other attractor is searched too
     check_count(n_directions, "n_directions", minimum=0)
-    if n_directions == 0 and (mask is not None or len(attractors) != 2):
+    if n_directions == 0 and not line:
         raise ValueError("n_directions=0 searches the line to the other attractor alone, and there is no line "
                          "here (a mask, or not two attractors): give n_directions >= 1")
     x0, m = _check_state(x0, attractors.shape[-1], mask)
     own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
-    other = attractors[1 - own] if len(attractors) == 2 else None
     reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
     gen = seeded(seed)
     u = torch.randn(n_directions, len(x0), generator=gen) * m
-    if other is not None and mask is None:
-        u = torch.cat(((other - x0)[None], u))
+    if line:
+        u = torch.cat(((attractors[1 - own] - x0)[None], u))
     u = u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
     ends = _labels(field, x0 + reach * u, attractors, T, relative_tol)   # which directions flip within reach
     used = len(u) + 1
