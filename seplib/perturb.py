@@ -9,7 +9,7 @@ the length of psi's push along its direction, with a dozen simulated trajectorie
 import torch
 
 from ._guards import as_field, check_count, seeded
-from .flow import bisect, settle
+from .flow import _attractors, bisect, settle
 
 
 def _psi_and_grad(kef, x):
@@ -193,13 +193,13 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     line alone (no mask, two attractors). ``relative_tol``: see ``settle``.
     """
     field = as_field(field)
-    attractors = torch.as_tensor(attractors, dtype=torch.float32)
+    x0, m = _check_state(x0, None, mask)
+    attractors = _attractors(attractors, x0)
     line = mask is None and len(attractors) == 2   # the straight line to the other attractor is searched too
     check_count(n_directions, "n_directions", minimum=0)
     if n_directions == 0 and not line:
         raise ValueError("n_directions=0 searches the line to the other attractor alone, and there is no line "
                          "here (a mask, or not two attractors): give n_directions >= 1")
-    x0, m = _check_state(x0, attractors.shape[-1], mask)
     own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
     reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
     gen = seeded(seed)

@@ -165,6 +165,8 @@ ENDS = torch.stack((A, B))
     (lambda: sl.brute_force_flip(SYSTEM.f, A, ENDS, n_directions=-1), "n_directions must be an integer >= 0"),
     (lambda: sl.brute_force_flip(SYSTEM.f, A, ENDS, n_directions=0, mask=torch.tensor([True, False])),
      "there is no line here"),
+    (lambda: sl.brute_force_flip(SYSTEM.f, A, torch.tensor(1.0)), r"attractors must be a \[k, 2\] tensor"),
+    (lambda: sl.brute_force_flip(SYSTEM.f, A, torch.zeros(2, 3)), r"attractors must be a \[k, 2\] tensor"),
     (lambda: sl.grid((0.0, float("nan")), (1.0, 1.0)), "lo must be a corner"),
     (lambda: sl.grid((0.0, 0.0, 0.0), (1.0, 1.0)), "lo must be a corner"),
     (lambda: sl.grid((1.0, 0.0), (0.0, 1.0)), "lo must lie below hi"),
