@@ -5,6 +5,7 @@ seplib. A NaN handed to ``torch.linalg`` can take the process down inside MKL (D
 parameter check, then a segfault), so every ``torch.linalg`` call in seplib first passes its
 input through ``finite_or_raise``.
 """
+import math
 import numbers
 
 import numpy as np
@@ -111,12 +112,53 @@ def check_count(value, name, minimum=1):
         raise ValueError(f"{name} must be {what}, got {value!r}")
 
 
+def finite_real(value):
+    """``value`` as a float if it is a finite real number (a 0-d tensor or array included, a bool
+    not), else None."""
+    if isinstance(value, (torch.Tensor, np.ndarray)) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def check_positive(value, name, what="a finite number", zero=False):
+    """``value`` as a float, or a ValueError unless it is a finite real number > 0 (>= 0 with
+    ``zero``); ``what`` names the kind of number in the message ("a finite time", ...)."""
+    number = finite_real(value)
+    if number is None or not (number >= 0 if zero else number > 0):
+        raise ValueError(f"{name} must be {what} {'>=' if zero else '>'} 0, got {value!r}")
+    return number
+
+
+def check_fraction(value, name, lo_open, hi_open, why):
+    """``value`` as a float, or a ValueError unless it is a real number in the interval from 0 to 1
+    (open or closed at each end as ``lo_open``, ``hi_open`` say); ``why`` ends the message."""
+    number = finite_real(value)
+    inside = number is not None and (0 < number if lo_open else 0 <= number) and (
+        number < 1 if hi_open else number <= 1)
+    if not inside:
+        interval = ("(" if lo_open else "[") + "0, 1" + (")" if hi_open else "]")
+        raise ValueError(f"{name} must lie in {interval}{why}, got {value!r}")
+    return number
+
+
+def real_numbers(x, name, what, dtype=None):
+    """``torch.as_tensor(x, dtype=dtype)``, or a ValueError that names ``name`` (``what`` it must
+    be) when x is not numbers, or is complex or bool: a cast to a real dtype would drop the
+    imaginary part with no more than a warning."""
+    try:
+        raw = x if isinstance(x, torch.Tensor) else torch.as_tensor(x)
+    except (TypeError, RuntimeError, ValueError) as err:
+        raise ValueError(f"{name} must be {what}, got {type(x).__name__}") from err
+    if raw.is_complex() or raw.dtype == torch.bool:
+        raise ValueError(f"{name} holds {raw.dtype} values: {name} must be {what} of real numbers")
+    return torch.as_tensor(x, dtype=dtype)
+
+
 def as_point(x, name, dim=None, dtype=None):
     """``x`` as a finite 1-D tensor (of length ``dim`` when given), or a ValueError that names it."""
-    try:
-        point = torch.as_tensor(x, dtype=dtype)
-    except (TypeError, RuntimeError, ValueError) as err:
-        raise ValueError(f"{name} must be a point (a 1-D tensor of numbers), got {type(x).__name__}") from err
+    point = real_numbers(x, name, "a point (a 1-D tensor of numbers)", dtype)
     if not (point.is_floating_point() or dtype is not None):
         point = point.float()   # integer coordinates
     if point.dim() != 1 or (dim is not None and len(point) != dim):

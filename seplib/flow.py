@@ -5,7 +5,8 @@ import warnings
 import torch
 from torchdiffeq import odeint
 
-from ._guards import _short, as_ends, as_field, as_point, as_states, check_count, finite_or_raise, seeded
+from ._guards import (_short, as_ends, as_field, as_point, as_states, check_count, check_fraction, check_positive,
+                      finite_or_raise, seeded)
 
 
 def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
@@ -14,6 +15,8 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
     Where the step size underflows (torchdiffeq asserts that it does not; the field is NaN, inf
     or too stiff along a trajectory) it raises a FloatingPointError, not a bare AssertionError."""
     x0 = as_states(x0, "x0")
+    check_positive(rtol, "rtol")
+    check_positive(atol, "atol")
     try:
         t = torch.as_tensor(t, dtype=x0.dtype, device=x0.device)
     except (TypeError, RuntimeError, ValueError) as err:
@@ -35,8 +38,7 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
 
 
 def _check_time(T):
-    if not (math.isfinite(T) and T > 0):
-        raise ValueError(f"T must be a finite time > 0, got {T}")
+    check_positive(T, "T", "a finite time")
 
 
 def _finite_states(x, name, where):
@@ -83,10 +85,10 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     check_count(dim, "dim")
     check_count(n_starts, "n_starts")
     _check_time(T)
+    check_positive(spread, "spread", "a finite distance")
+    check_positive(tol, "tol", "a finite speed")
     field = as_field(field, dim)
-    merge = 10 * tol if merge is None else merge
-    if not merge > 0:
-        raise ValueError(f"merge must be a positive distance, got {merge}")
+    merge = 10 * tol if merge is None else check_positive(merge, "merge", "a finite distance")
     gen = seeded(seed)
     direction = torch.randn(n_starts, dim, generator=gen, dtype=dtype)
     norm = spread * 100 ** -torch.rand(n_starts, 1, generator=gen, dtype=dtype)
@@ -141,11 +143,10 @@ def settle(field, x, attractors, T=60.0, tol=5e-2, chunks=12, relative_tol=None)
     """
     attractors = _attractors(attractors, x)
     _check_time(T)
-    if not tol > 0:
-        raise ValueError(f"tol must be a distance > 0, got {tol}")
-    if relative_tol is not None and not 0 < relative_tol < 1:
-        raise ValueError(f"relative_tol must lie in (0, 1), got {relative_tol}: 0.5 labels a point once it "
-                         "is twice as far from every other attractor as from its own")
+    check_positive(tol, "tol", "a finite distance")
+    if relative_tol is not None:
+        check_fraction(relative_tol, "relative_tol", True, True, " (0.5 labels a point once it is twice as far "
+                       "from every other attractor as from its own)")
     labels = torch.full(x.shape[:1], -1, dtype=torch.long, device=x.device)
     state = x.clone()
     active = torch.arange(len(x), device=x.device)
@@ -180,6 +181,7 @@ def basin_labels(field, x, attractors, T=60.0, tol=5e-2, margin=1e-3, relative_t
     d = x.shape[-1]
     points = x.reshape(-1, d)
     attractors = _attractors(attractors, points)
+    check_positive(margin, "margin", "a finite distance", zero=True)
     labels, _ = settle(field, points, attractors, T, tol, relative_tol=relative_tol)
     if margin > 0 and len(attractors) > 1:
         lines = attractors[1:] - attractors[0]
@@ -209,6 +211,7 @@ def bisect(field, curve, a, b, n_curves, T=60.0, n_iter=30, dtype=torch.float32,
     ``relative_tol``: see ``settle``; where memories are slow manifolds, it stops each
     trajectory once it is settled rather than at T.
     """
+    check_count(n_iter, "n_iter")
     lo = torch.zeros(n_curves, dtype=dtype, device=a.device)
     hi = torch.ones_like(lo)
     for _ in range(n_iter):
@@ -304,6 +307,10 @@ def find_saddle(field, point, a, b, rounds=30, tau=1.0, T=60.0, n_newton=50, tol
     field = as_field(field)
     x = as_point(point, "point")
     a, b = as_ends(a, b, x.dtype)
+    check_count(rounds, "rounds", minimum=0)
+    check_count(n_newton, "n_newton", minimum=0)
+    for value, name in ((tau, "tau"), (T, "T"), (tol, "tol"), (near, "near")):
+        check_positive(value, name)
     if len(a) != len(x):
         raise ValueError(f"point has dimension {len(x)} but a and b have {len(a)}: give points of one space")
     width = 0.05 * (b - a)
@@ -413,6 +420,7 @@ def find_saddles(field, x, starts=32, steps=40, tol=1e-4):
     field = as_field(field)
     check_count(starts, "starts")
     check_count(steps, "steps")
+    check_positive(tol, "tol", "a finite fraction")
     x = as_states(x, "x").detach()
     x = x.reshape(-1, x.shape[-1])
     if not len(x):

@@ -8,7 +8,7 @@ the length of psi's push along its direction, with a dozen simulated trajectorie
 """
 import torch
 
-from ._guards import as_field, check_count, seeded
+from ._guards import as_field, check_count, check_fraction, check_positive, real_numbers, seeded
 from .flow import _attractors, bisect, settle
 
 
@@ -20,8 +20,19 @@ def _psi_and_grad(kef, x):
     return psi.detach(), grad
 
 
+def _state_and_attractors(x0, attractors, mask):
+    """``(x0, mask, attractors)`` checked: x0 one finite state, attractors ``[k >= 2, d]`` in its
+    dtype."""
+    x0, m = _check_state(x0, None, mask)
+    attractors = _attractors(attractors, x0)
+    if len(attractors) < 2:
+        raise ValueError(f"attractors holds {len(attractors)} point: a flip needs another basin to reach, "
+                         "give at least two attractors, [k, d] (e.g. torch.stack((a, b)))")
+    return x0, m, attractors
+
+
 def _check_state(x0, dim, mask):
-    x0 = torch.as_tensor(x0, dtype=torch.float32)
+    x0 = real_numbers(x0, "x0", "one state (a 1-D tensor)", torch.float32)
     if x0.dim() != 1 or (dim is not None and len(x0) != dim):
         raise ValueError(f"x0 must be one state, shape ({dim or 'd'},), got shape {tuple(x0.shape)}")
     if not torch.isfinite(x0).all():
@@ -40,7 +51,7 @@ def _check_state(x0, dim, mask):
 
 def _check_delta(delta, x0, nonzero):
     """delta as float32, or ValueError unless it is finite (and nonzero), shaped like x0."""
-    delta = torch.as_tensor(delta, dtype=torch.float32)
+    delta = real_numbers(delta, "delta", "a perturbation (a 1-D tensor)", torch.float32)
     if delta.shape != x0.shape:
         problem = f"shape {tuple(delta.shape)}"
     elif not torch.isfinite(delta).all():
@@ -72,8 +83,8 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     """
     check_count(starts, "starts")
     check_count(steps, "steps")
-    if not 0 < damping <= 1:
-        raise ValueError(f"damping must lie in (0, 1] (the fraction of each jump taken), got {damping}")
+    check_positive(tol, "tol")
+    check_fraction(damping, "damping", True, False, " (the fraction of each jump taken)")
     dim = getattr(kef, "dim", None)
     x0, m = _check_state(x0, dim, mask)
     psi0, g0 = _psi_and_grad(kef, x0[None])
@@ -135,9 +146,9 @@ def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol
     ``"unsettled"`` when x0 + (1 + margin) delta reaches no attractor within T. ``relative_tol``:
     see ``settle`` (memories on slow manifolds)."""
     field = as_field(field)
-    attractors = torch.as_tensor(attractors, dtype=torch.float32)
-    x0, _ = _check_state(x0, attractors.shape[-1], None)
+    x0, _, attractors = _state_and_attractors(x0, attractors, None)
     delta = _check_delta(delta, x0, nonzero=False)
+    check_fraction(margin, "margin", False, True, " (a fraction of |delta|)")
     own, short, past = _labels(field, torch.stack((x0, x0 + (1 - margin) * delta, x0 + (1 + margin) * delta)),
                                attractors, T, relative_tol).tolist()
     _in_a_basin(own)
@@ -168,10 +179,10 @@ def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, rela
     ``relative_tol``: see ``settle`` (memories on slow manifolds).
     """
     field = as_field(field)
-    attractors = torch.as_tensor(attractors, dtype=torch.float32)
-    x0, _ = _check_state(x0, attractors.shape[-1], None)
+    x0, _, attractors = _state_and_attractors(x0, attractors, None)
     delta = _check_delta(delta, x0, nonzero=True)
-    if not reach > 1:
+    check_count(n_iter, "n_iter")
+    if not check_positive(reach, "reach") > 1:
         raise ValueError(f"reach must be > 1 (how far past |delta| to look), got {reach!r}")
     own, far = _labels(field, torch.stack((x0, x0 + reach * delta)), attractors, T, relative_tol).tolist()
     own = _in_a_basin(own)
@@ -193,15 +204,15 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     line alone (no mask, two attractors). ``relative_tol``: see ``settle``.
     """
     field = as_field(field)
-    x0, m = _check_state(x0, None, mask)
-    attractors = _attractors(attractors, x0)
+    x0, m, attractors = _state_and_attractors(x0, attractors, mask)
     line = mask is None and len(attractors) == 2   # the straight line to the other attractor is searched too
     check_count(n_directions, "n_directions", minimum=0)
+    check_count(n_iter, "n_iter")
     if n_directions == 0 and not line:
         raise ValueError("n_directions=0 searches the line to the other attractor alone, and there is no line "
                          "here (a mask, or not two attractors): give n_directions >= 1")
     own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
-    reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else reach
+    reach = 2 * (attractors[1] - attractors[0]).norm().item() if reach is None else check_positive(reach, "reach")
     gen = seeded(seed)
     u = torch.randn(n_directions, len(x0), generator=gen) * m
     if line:

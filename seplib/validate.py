@@ -1,7 +1,7 @@
 """How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
 import torch
 
-from ._guards import _short, as_ends, as_states, check_count, finite_or_raise, seeded
+from ._guards import _short, as_ends, as_states, check_count, check_positive, finite_or_raise, real_numbers, seeded
 from .flow import basin_labels, bisect, check_crossed
 
 
@@ -36,6 +36,11 @@ def basin_agreement(kef, x, labels):
     if tuple(labels.shape) != tuple(x.shape[:-1]):
         raise ValueError(f"labels has shape {tuple(labels.shape)} but x has {tuple(x.shape[:-1])} points: "
                          "give one label per point (from basin_labels on the same x)")
+    valid = (labels == -1) | (labels == 0) | (labels == 1)
+    if not valid.all():
+        raise ValueError(f"labels must be 0 or 1 (the two basins psi splits) or -1 (unlabelled), got "
+                         f"{_short(labels[~valid].unique())}: label the points with basin_labels and two "
+                         "attractors")
     keep = labels >= 0
     if not keep.any():
         raise ValueError("no point is labelled (every label is -1): there is nothing to agree with; "
@@ -79,6 +84,7 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     """
     a, b = as_ends(a, b)
     check_count(n_curves, "n_curves")
+    check_count(n_grid, "n_grid", minimum=2)
     curve = random_curves(a, b, n_curves, bend, seed)
     if s_true is None:
         s_true = bisect(field, curve, a, b, n_curves, T, n_iter, dtype=a.dtype, relative_tol=relative_tol)
@@ -120,7 +126,7 @@ def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
     between the attractors."""
     a, b = as_ends(a, b)
     check_count(n, "n")
-    if not 0 <= lo <= hi:
+    if not 0 <= check_positive(lo, "lo", zero=True) <= check_positive(hi, "hi", zero=True):
         raise ValueError(f"lo and hi must satisfy 0 <= lo <= hi (norms as fractions of |b - a|), got {lo}, {hi}")
     gen = seeded(seed)
     along = torch.rand(n, 1, generator=gen, dtype=a.dtype)
@@ -134,10 +140,7 @@ def grid(lo, hi, n=201, dtype=torch.float32):
     """An ``n x n`` grid over ``[lo[0], hi[0]] x [lo[1], hi[1]]``: ``(X, Y, points [n*n, 2])``."""
     corners = []
     for name, value in (("lo", lo), ("hi", hi)):
-        try:
-            corner = torch.as_tensor(value, dtype=torch.float64)
-        except (TypeError, RuntimeError, ValueError) as err:
-            raise ValueError(f"{name} must be a corner (x, y) of two numbers, got {type(value).__name__}") from err
+        corner = real_numbers(value, name, "a corner (x, y) of two numbers", torch.float64)
         if corner.shape != (2,) or not torch.isfinite(corner).all():
             raise ValueError(f"{name} must be a corner (x, y) of two finite numbers, got {value!r}")
         corners.append(corner)
@@ -145,8 +148,9 @@ def grid(lo, hi, n=201, dtype=torch.float32):
         raise ValueError(f"lo must lie below hi in both coordinates, got lo={_short(corners[0])}, "
                          f"hi={_short(corners[1])}")
     check_count(n, "n")
-    xs = torch.linspace(lo[0], hi[0], n, dtype=dtype)
-    ys = torch.linspace(lo[1], hi[1], n, dtype=dtype)
+    (x0, y0), (x1, y1) = (c.tolist() for c in corners)
+    xs = torch.linspace(x0, x1, n, dtype=dtype)
+    ys = torch.linspace(y0, y1, n, dtype=dtype)
     X, Y = torch.meshgrid(xs, ys, indexing="xy")
     return X, Y, torch.stack((X.flatten(), Y.flatten()), dim=-1)
 

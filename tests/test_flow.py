@@ -181,7 +181,7 @@ def test_integrate_names_a_step_size_underflow_instead_of_asserting():
     (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab[0]), r"attractors must be a \[k, 2\] tensor"),
     (lambda f, ab: sl.basin_labels(f, torch.full((3, 2), float("inf")), ab), "x has NaN or inf entries at 3 of 3"),
     (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab, T=-1.0), "T must be a finite time > 0"),
-    (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab, tol=0.0), "tol must be a distance > 0"),
+    (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab, tol=0.0), "tol must be a finite distance > 0"),
     (lambda f, ab: sl.find_attractors(f, 0), "dim must be a positive integer"),
     (lambda f, ab: sl.find_attractors(f, 2, n_starts=0), "n_starts must be a positive integer"),
     (lambda f, ab: sl.expansion_rate(f, torch.zeros(3, 2), q=2.0), r"q must be a quantile in \[0, 1\]"),
