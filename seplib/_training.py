@@ -12,7 +12,7 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_ends, as_field, check_count, finite_or_raise
+from ._guards import _short, as_ends, as_field, check_count, check_positive, finite_or_raise
 from .flow import final_state, jacobian
 from .sampling import MultiscaleGaussian
 
@@ -30,14 +30,12 @@ def check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_
     if not (flow_time is None or flow_time == "auto" or (isinstance(flow_time, (int, float))
                                                           and flow_time > 0 and math.isfinite(flow_time))):
         raise ValueError(f"flow_time must be 'auto', None or a finite time > 0, got {flow_time!r}")
-    if not lr > 0:
-        raise ValueError(f"lr must be > 0, got {lr!r}")
+    check_positive(lr, "lr")
     if not (tol is None or (isinstance(tol, (int, float)) and 0 <= tol < 1)):
         raise ValueError(f"tol must be None (run every epoch) or a fraction in [0, 1), got {tol!r}")
     for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight),
                         ("anchor_weight", anchor_weight)):
-        if not value >= 0:
-            raise ValueError(f"{name} must be >= 0, got {value!r}")
+        check_positive(value, name, zero=True)
 
 
 def check_field(field, sampler, device):

@@ -454,6 +454,9 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = mlp(dim, radial=None if radial is None else (sampler.mean, radial))
+    if not isinstance(model, nn.Module):
+        raise ValueError(f"model must be a torch.nn.Module mapping [N, {dim}] to [N, 1], got "
+                         f"{type(model).__name__}")
     net = model.to(device)
     _training.check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))

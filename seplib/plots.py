@@ -23,7 +23,8 @@ def _field_on_grid(field, lo, hi, n):
                          "draw psi on a plane through its state space with kef_slice instead")
     if isinstance(n, bool) or not isinstance(n, int) or n < 2:
         raise ValueError(f"n must be an integer >= 2 (grid points per side), got {n!r}")
-    X, Y, pts = grid(lo, hi, n)
+    X, Y, pts = grid(lo, hi, n, dtype=torch.float64)   # streamplot wants spacing equal to float64's eye
+    pts = pts.float()
     with torch.no_grad():
         try:
             F = as_field(field, 2)(pts)

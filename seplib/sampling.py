@@ -137,6 +137,8 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
         raise ValueError(f"rhs must be 'standard' or 'squashed', got {rhs!r}")
     if isinstance(saddle, str) and saddle != "auto":
         raise ValueError(f"saddle must be 'auto', None or a point, got {saddle!r}")
+    if not isinstance(radial, bool):
+        raise ValueError(f"radial must be True (the network also sees |x - saddle|^2) or False, got {radial!r}")
     a, b = as_ends(a, b, torch.float32)
     distance = (b - a).norm()
     d = len(a)

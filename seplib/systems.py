@@ -154,7 +154,11 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
     """
     if not (isinstance(dim, int) and dim >= 2):
         raise ValueError(f"bistable_nd: dim must be an integer >= 2, got {dim!r}")
-    if not (len(rates) == 2 and 0 < rates[0] <= rates[1] and math.isfinite(rates[1])):
+    try:
+        low, high = (float(r) for r in rates)
+    except (TypeError, ValueError):
+        low = high = math.nan
+    if not (0 < low <= high and math.isfinite(high)):
         raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
     _real(curvature, "curvature", "bistable_nd")
     gen = seeded(seed)

@@ -12,6 +12,7 @@ import ipywidgets as W
 import matplotlib.pyplot as plt
 from IPython.display import HTML, display
 
+from ._guards import check_positive
 from .kef import auto_eigenvalue, fit_kef
 from .plots import kef_levels
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian
@@ -19,8 +20,7 @@ from .sampling import DEFAULT_SCALES, MultiscaleGaussian
 
 def scales_up_to(largest):
     """The default scale ladder, stretched so that its largest scale is ``largest``."""
-    if not (math.isfinite(largest) and largest > 0):
-        raise ValueError(f"largest must be a finite scale > 0, got {largest}")
+    largest = check_positive(largest, "largest", "a finite scale")
     return tuple(s * largest / DEFAULT_SCALES[-1] for s in DEFAULT_SCALES)
 
 
@@ -46,6 +46,7 @@ def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epoc
     ``eigenvalue="auto"``, 0.4 times the unstable rate of the saddle that fit_kef finds). ``plot_kw`` goes to
     ``plots.kef_levels`` (field, lo, hi, attractors, true_separatrix, ...). Returns the panel.
     """
+    check_positive(largest_scale, "largest_scale", "a finite scale")
     plot_kw.setdefault("field", field)
 
     def train(eig, largest, n_epochs, objective, progress):
@@ -93,6 +94,12 @@ def frames_slider(figures, labels, name="value"):
 
     ``figures`` are matplotlib figures (closed here), ``labels`` the parameter value of each.
     """
+    try:
+        figures, labels = list(figures), list(labels)
+    except TypeError as err:
+        raise ValueError("frames_slider needs a list of matplotlib figures and a list of labels") from err
+    if not all(hasattr(fig, "savefig") for fig in figures):
+        raise ValueError("figures must be matplotlib figures (plt.figure(), or ax.figure)")
     if len(figures) == 0 or len(figures) != len(labels):
         raise ValueError(f"frames_slider needs one label per figure and at least one figure, got "
                          f"{len(figures)} figures and {len(labels)} labels")

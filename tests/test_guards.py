@@ -203,6 +203,11 @@ ENDS = torch.stack((A, B))
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
+    (lambda: sl.fit_kef(SYSTEM.f, 2, model="mlp", epochs=10, progress=False), "model must be a torch.nn.Module"),
+    (lambda: sl.fit_kef(SYSTEM.f, 2, balance_weight=float("inf"), epochs=10, progress=False),
+     "balance_weight must be a finite number >= 0"),
+    (lambda: sl.sampling_region(SYSTEM.f, A, B, radial="yes"), "radial must be True"),
+    (lambda: sl.bistable_nd(4, rates=torch.tensor(1.0)), r"rates must be \(low, high\)"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, model=torch.nn.Linear(3, 1), epochs=10, progress=False),
      r"the model failed on input of shape \(3, 2\)"),
 ])

@@ -180,14 +180,14 @@ def test_snapshots_are_taken_during_one_training():
     (dict(scales=[0.1, -2.0]), ValueError, "scales must be finite and > 0"),
     (dict(rhs="lambda phi: phi"), ValueError, "rhs must be 'standard', 'squashed' or a callable"),
     (dict(epochs=0), ValueError, "epochs must be a positive integer"),
-    (dict(lr=0.0), ValueError, "lr must be > 0"),
+    (dict(lr=0.0), ValueError, "lr must be a finite number > 0"),
     (dict(mean=[0.0]), ValueError, "mean has shape"),
     (dict(flow_time=0.0), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
     (dict(flow_time=float("inf")), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
-    (dict(pair_weight=-1.0), ValueError, "pair_weight must be >= 0"),
+    (dict(pair_weight=-1.0), ValueError, "pair_weight must be a finite number >= 0"),
     (dict(tol=1.0), ValueError, "tol must be None"),
     (dict(tol=-0.1), ValueError, "tol must be None"),
-    (dict(balance_weight=float("nan")), ValueError, "balance_weight must be >= 0"),
+    (dict(balance_weight=float("nan")), ValueError, "balance_weight must be a finite number >= 0"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
@@ -310,7 +310,7 @@ def test_the_anchor_trains_with_both_objectives_and_refuses_malformed_attractors
     assert 1.5 < anchored - plain <= 2.0
     with pytest.raises(ValueError, match="attractors must be two points"):
         sl.fit_kef(system, 2, attractors=attractors[:1], **FAST)
-    with pytest.raises(ValueError, match="anchor_weight must be >= 0"):
+    with pytest.raises(ValueError, match="anchor_weight must be a finite number >= 0"):
         sl.fit_kef(system, 2, attractors=attractors, anchor_weight=-1.0, **FAST)
 
 

@@ -119,4 +119,17 @@ def test_the_plots_and_the_slider_name_what_they_cannot_draw():
         scales_up_to(-1.0)
     with pytest.raises(ValueError, match="one label per figure"):
         frames_slider([plt.figure()], [1, 2])
+    with pytest.raises(ValueError, match="figures must be matplotlib figures"):
+        frames_slider("ab", [1, 2])
+    with pytest.raises(ValueError, match="largest_scale must be a finite scale > 0"):
+        kef_panel(field, kef=sl.KEF(sl.kef.mlp(2), 2), largest_scale=float("nan"))
+    plt.close("all")
+
+
+def test_streamlines_draw_on_a_box_away_from_the_origin():
+    # float32 grid coordinates far from 0 are not evenly spaced to streamplot's tolerance
+    # ('y' values must be equally spaced): the field's grid is laid out in float64
+    field = sl.bistable_2d()
+    plots.phase_portrait(field, lo=(1.0, 2.0), hi=(2.5, 2.5))
+    plots.kef_levels(lambda x: x[..., 0] - 1.5, field, lo=(1.0, 2.0), hi=(2.5, 2.5))
     plt.close("all")
