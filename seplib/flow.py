@@ -486,8 +486,7 @@ def expansion_rate(field, x, q=0.99):
     is up to twice as fast: ``find_saddles`` gives the saddle's own rate. The quantile, not the
     maximum, keeps one stray sample from setting it.
     """
-    if not 0 <= q <= 1:
-        raise ValueError(f"q must be a quantile in [0, 1], got {q}")
+    check_fraction(q, "q", False, False, " (a quantile)")
     x = as_states(x, "x").detach()
     x = x.reshape(-1, x.shape[-1])
     if not len(x):

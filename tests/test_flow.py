@@ -184,7 +184,7 @@ def test_integrate_names_a_step_size_underflow_instead_of_asserting():
     (lambda f, ab: sl.basin_labels(f, torch.zeros(3, 2), ab, tol=0.0), "tol must be a finite distance > 0"),
     (lambda f, ab: sl.find_attractors(f, 0), "dim must be a positive integer"),
     (lambda f, ab: sl.find_attractors(f, 2, n_starts=0), "n_starts must be a positive integer"),
-    (lambda f, ab: sl.expansion_rate(f, torch.zeros(3, 2), q=2.0), r"q must be a quantile in \[0, 1\]"),
+    (lambda f, ab: sl.expansion_rate(f, torch.zeros(3, 2), q=2.0), r"q must lie in \[0, 1\] \(a quantile\)"),
 ])
 def test_bad_times_states_and_counts_are_named_before_integrating(call, message):
     field = sl.bistable_2d()
