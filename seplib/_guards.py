@@ -152,7 +152,7 @@ def real_numbers(x, name, what, dtype=None):
     except (TypeError, RuntimeError, ValueError) as err:
         raise ValueError(f"{name} must be {what}, got {type(x).__name__}") from err
     if raw.is_complex() or raw.dtype == torch.bool:
-        raise ValueError(f"{name} holds {raw.dtype} values: {name} must be {what} of real numbers")
+        raise ValueError(f"{name} holds {raw.dtype} values, and must be {what}: give real numbers")
     return torch.as_tensor(x, dtype=dtype)
 
 
