@@ -8,7 +8,7 @@ the length of psi's push along its direction, with a dozen simulated trajectorie
 """
 import torch
 
-from ._guards import as_field, check_count, check_fraction, check_positive, real_numbers, seeded
+from ._guards import as_field, check_count, check_fraction, check_positive, finite_or_raise, real_numbers, seeded
 from .flow import _attractors, bisect, settle
 
 
@@ -88,6 +88,9 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     dim = getattr(kef, "dim", None)
     x0, m = _check_state(x0, dim, mask)
     psi0, g0 = _psi_and_grad(kef, x0[None])
+    finite_or_raise(torch.cat((psi0.reshape(-1), g0.reshape(-1))), "psi or its gradient at x0",
+                    "there is no zero set to step towards", "check the KEF (a diverged fit?) and x0",
+                    points=x0[None])
     g0 = g0[0] * m
     scale = max(abs(psi0.item()), 1e-12)
     reach = (scale / g0.norm().clamp_min(1e-12)).item()   # the linear distance to psi = 0

@@ -139,3 +139,9 @@ def test_flip_verdict_refuses_non_finite_states_before_integrating():
 def test_smallest_flip_names_bad_solver_settings(kw, message):
     with pytest.raises(ValueError, match=message):
         sl.smallest_flip(lambda x: x[..., 0], torch.tensor([0.5, 0.0]), **kw)
+
+
+def test_smallest_flip_names_a_nan_psi_at_x0():
+    # a NaN psi used to run every start and report that psi has no zero near x0
+    with pytest.raises(FloatingPointError, match="psi or its gradient at x0 is NaN"):
+        smallest_flip(lambda x: x[..., 0] * float("nan"), torch.zeros(2))
