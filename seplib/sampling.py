@@ -5,7 +5,7 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_ends, as_field, as_states, check_count
+from ._guards import _short, as_ends, as_field, as_states, check_count, check_positive
 from .flow import expansion_rate, find_saddles, integrate, saddle_normal, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
@@ -199,8 +199,7 @@ def pair_ends(field, x0, longest, n_times=8):
     """``trajectory_pairs`` with each pair's start given as its row of ``x0``: ``(which [M],
     end [M, d], t [M])``, the start being ``x0[which]``. fit_kef keeps psi's sign at x0 and
     compares it with the sign at the ends, evaluating psi at x0 once, not ``n_times`` times."""
-    if not (math.isfinite(longest) and longest > 0):
-        raise ValueError(f"longest must be a finite time > 0, got {longest!r}")
+    check_positive(longest, "longest", "a finite time")
     field = as_field(field, x0.shape[-1])
     times = torch.logspace(math.log10(longest / 32), math.log10(longest), n_times,
                            dtype=x0.dtype, device=x0.device)
