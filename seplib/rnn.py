@@ -1,6 +1,7 @@
 """The flip-flop network: its task, its continuous-time field, and a safe checkpoint loader."""
 import json
 import math
+import os
 from pathlib import Path
 
 import torch
@@ -118,14 +119,25 @@ def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
     ``"model_state_dict"``/``"state_dict"``, with ``torch.load(weights_only=True)``.
 
     ``path=None`` loads one of the book's networks by ``name``: ``"flipflop_gru_2d"`` (chapters
-    2 and 3) or ``"flipflop_gru_64d"`` (64 units).
+    2 and 3) or ``"flipflop_gru_64d"`` (64 units). ``path`` may also be the folder that
+    ``python -m seplib.flipflop --out`` wrote: its ``model.pt`` is loaded.
 
     Sizes are read from the weights. Returns the model in eval mode with gradients off. Never
     falls back to random weights: a missing or malformed file raises, saying what is wrong.
     """
-    path = Path(path) if path is not None else _book_file(name, "model.pt")
+    if path is None:
+        path, made_by = _book_file(name, "model.pt"), _made_by(name)
+    else:
+        if not isinstance(path, (str, os.PathLike)):
+            raise ValueError(f"path must be a file or folder path (str or pathlib.Path), got "
+                             f"{type(path).__name__} {path!r}; path=None loads the book's network `name`")
+        path = Path(path)
+        if path.is_dir():
+            path = path / "model.pt"
+        made_by = ("give the model.pt (or its folder) that `python -m seplib.flipflop --out FOLDER` wrote, "
+                   "or path=None for the book's networks")
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}; {_made_by(name)}")
+        raise FileNotFoundError(f"no checkpoint at {path}; {made_by}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a pickle with code in it, a text file, a truncated file ...

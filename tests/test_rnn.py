@@ -32,6 +32,19 @@ def test_missing_file_names_the_path_and_the_command(tmp_path):
         sl.load_flipflop_gru(tmp_path / "nope.pt")
 
 
+def test_the_folder_that_flipflop_writes_loads_and_a_non_path_is_named(tmp_path):
+    model = FlipFlopRNN(1, 3, 1)
+    torch.save(model.state_dict(), tmp_path / "model.pt")   # as `python -m seplib.flipflop --out` does
+    loaded = sl.load_flipflop_gru(tmp_path)
+    assert torch.equal(loaded.rnn.weight_hh_l0, model.rnn.weight_hh_l0)
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileNotFoundError, match=r"empty.model\.pt.*--out FOLDER"):
+        sl.load_flipflop_gru(tmp_path / "empty")
+    for bad in (1.0, ["m.pt"]):
+        with pytest.raises(ValueError, match="path must be a file or folder path"):
+            sl.load_flipflop_gru(bad)
+
+
 class Evil:
     def __reduce__(self):
         return (print, ("pickled code ran",))
