@@ -1,5 +1,4 @@
 """Ground truth by integration: attractors, basins, bisection to the separatrix, the saddle."""
-import math
 import warnings
 
 import torch

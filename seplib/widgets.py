@@ -6,7 +6,6 @@ kernel, so ``frames_slider`` bakes a few precomputed figures behind an HTML rang
 """
 import base64
 import io
-import math
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
