@@ -59,17 +59,12 @@ def main():
     region = sl.sampling_region(field, a, b, rhs=args.rhs, saddle=saddle)
     region.pop("refine")
     region["epochs"] = args.epochs
-    # the field as fit_kef's batches call it: counted only inside a draw
+    # the field and the normals are counted only inside a draw (not in the set-up's calls)
     drawing = {"on": False}
 
-    def field_timed(x):
-        if not drawing["on"]:
-            return field(x)
-        start = time.perf_counter()
-        try:
-            return field(x)
-        finally:
-            SECONDS["batches: the field"] += time.perf_counter() - start
+    def while_drawing(name, fn):
+        counted = timed(name, fn)
+        return lambda *a, **k: (counted if drawing["on"] else fn)(*a, **k)
 
     def draw(fn):
         def wrapper(self, *a, **k):
@@ -80,25 +75,18 @@ def main():
                 drawing["on"] = False
         return wrapper
 
-    def sample(fn):
-        def wrapper(*a, **k):
-            if not drawing["on"]:
-                return fn(*a, **k)
-            return timed("batches: the normals", fn)(*a, **k)
-        return wrapper
-
     kef._train_step = timed("step", kef._train_step)
     kef.directional_derivative = timed("step: forward", kef.directional_derivative)
     _fast.loss_and_grad = timed("step: the loss and its gradient", _fast.loss_and_grad)
     _fast.TanhMLPTangent.backward = staticmethod(timed("step: backward", _fast.TanhMLPTangent.backward))
     _training.Batches.__call__ = timed("batches", _training.Batches.__call__)
     _training.Batches._draw = draw(_training.Batches._draw)
-    MultiscaleGaussian.sample = sample(MultiscaleGaussian.sample)
+    MultiscaleGaussian.sample = while_drawing("batches: the normals", MultiscaleGaussian.sample)
     _fast.FlatAdam.step = timed("adam", _fast.FlatAdam.step)
     _training.Average.update = timed("weight average", _training.Average.update)
 
     start = time.perf_counter()
-    psi = sl.fit_kef(field_timed, len(a), progress=False, **region)
+    psi = sl.fit_kef(while_drawing("batches: the field", field), len(a), progress=False, **region)
     total = time.perf_counter() - start
     print(f"{what}, {args.rhs}, {args.epochs} epochs of {region['batch_size']} per scale (no refine): "
           f"fit {total:.1f} s, lambda {psi.eigenvalue:.3f}, torch {torch.__version__}, "
