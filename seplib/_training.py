@@ -7,35 +7,51 @@ passes in the settings that shape training (``SAMPLE_BLOCK``, ``FIELD_CHUNK``,
 changed in one place.
 """
 import contextlib
-import math
 import warnings
 
 import torch
 
-from ._guards import _short, as_ends, as_field, check_count, check_positive, finite_or_raise
+from ._guards import _short, as_ends, as_field, check_count, check_positive, finite_or_raise, finite_real
 from .flow import final_state, jacobian
 from .sampling import MultiscaleGaussian
 
 
 # Arguments --------------------------------------------------------------------------------
 
+def _number_or(value, words, ok):
+    """``value`` if it is one of ``words`` (strings or None), a float if it is a finite real
+    number for which ``ok`` holds (a 0-d tensor or a numpy scalar included, a bool not), else
+    None."""
+    if value is None or isinstance(value, str):
+        return value if value in words else None
+    number = finite_real(value)
+    return number if number is not None and ok(number) else None
+
+
 def check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
-                     anchor_weight):
-    if not (eigenvalue == "auto" or (isinstance(eigenvalue, (int, float)) and eigenvalue > 0
-                                     and math.isfinite(eigenvalue))):
+                    anchor_weight):
+    """``(eigenvalue, flow_time, tol)`` with their numbers as floats, or a ValueError that names
+    the argument and what it may be."""
+    checked = _number_or(eigenvalue, ("auto",), lambda v: v > 0)
+    if checked is None:
         raise ValueError(f"eigenvalue must be 'auto' or a finite number > 0, got {eigenvalue!r}: "
                          "a positive eigenvalue makes psi grow away from the separatrix")
+    eigenvalue = checked
     check_count(epochs, "epochs")
     check_count(batch_size, "batch_size")
-    if not (flow_time is None or flow_time == "auto" or (isinstance(flow_time, (int, float))
-                                                          and flow_time > 0 and math.isfinite(flow_time))):
+    checked = _number_or(flow_time, ("auto", None), lambda v: v > 0)
+    if checked is None and flow_time is not None:
         raise ValueError(f"flow_time must be 'auto', None or a finite time > 0, got {flow_time!r}")
+    flow_time = checked
     check_positive(lr, "lr")
-    if not (tol is None or (isinstance(tol, (int, float)) and 0 <= tol < 1)):
+    checked = _number_or(tol, (None,), lambda v: 0 <= v < 1)
+    if checked is None and tol is not None:
         raise ValueError(f"tol must be None (run every epoch) or a fraction in [0, 1), got {tol!r}")
+    tol = checked
     for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight),
                         ("anchor_weight", anchor_weight)):
         check_positive(value, name, zero=True)
+    return eigenvalue, flow_time, tol
 
 
 def check_field(field, sampler, device):

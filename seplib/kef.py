@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from . import _fast, _training
 from .flow import _nearer
-from ._guards import _short, as_states, check_seed
+from ._guards import _short, as_states, check_seed, finite_real
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
@@ -95,7 +95,9 @@ class Radial(nn.Module):
 
     @staticmethod
     def valid_radius(radius):
-        return isinstance(radius, (int, float)) and math.isfinite(radius) and radius > 0
+        """Whether ``radius`` is a finite real number > 0 (a 0-d tensor included; True is not a length)."""
+        number = finite_real(radius)
+        return number is not None and number > 0
 
     def forward(self, x):
         return self.with_tangent(x, x[:0])[0]
@@ -419,8 +421,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     kef)``, if given, runs after every step and sees the step's weights. Returns a ``KEF`` with
     ``eigenvalue`` (the lambda used), ``loss_history_`` and ``fit_seconds_`` (set-up included).
     """
-    _training.check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
-                     anchor_weight)
+    eigenvalue, flow_time, tol = _training.check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol,
+                                                           balance_weight, pair_weight, anchor_weight)
     check_seed(seed)
     if callback is not None and not callable(callback):
         raise TypeError(f"callback must be a callable callback(epoch, kef) or None, got {type(callback).__name__}")
@@ -428,7 +430,8 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
         raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
                          "first in your own model instead")
     if radial is not None and not Radial.valid_radius(radial):
-        raise ValueError(f"radial must be a finite radius > 0 (a length, e.g. |b - a|), got {radial!r}")
+        raise ValueError(f"radial must be a finite radius > 0 (a length, e.g. |b - a|), got {radial!r}"
+                         + (" (sampling_region's radial=True puts |b - a| here)" if radial is True else ""))
     if refine is not None:
         refine = _training.two_points(refine, dim, "refine")
     start = time.perf_counter()

@@ -4,13 +4,12 @@ A field is a plain callable ``f(x)`` on ``Tensor[..., d]`` that returns ``Tensor
 batched over any leading dimensions, in the input's dtype and on the input's device.
 """
 import math
-import numbers
 from dataclasses import dataclass, field as dc_field
 from typing import Callable
 
 import torch
 
-from ._guards import seeded
+from ._guards import finite_real, seeded
 
 
 @dataclass(frozen=True)
@@ -62,9 +61,10 @@ def _bistable_2d(x):
 
 def _real(value, name, system):
     """``value`` as a float, or a ValueError unless it is a finite real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real) or not math.isfinite(value):
+    number = finite_real(value)
+    if number is None:
         raise ValueError(f"{system}: {name} must be a finite number, got {value!r}")
-    return float(value)
+    return number
 
 
 def bistable_1d() -> System:
@@ -85,7 +85,8 @@ def duffing(delta: float = 1.0) -> System:
     Attractors (+-1, 0), saddle at 0. The separatrix is the saddle's stable manifold, a curve
     with no closed form: ``seplib.flow`` finds it by integration.
     """
-    if _real(delta, "delta", "duffing") <= 0:
+    delta = _real(delta, "delta", "duffing")
+    if delta <= 0:
         raise ValueError(f"duffing: delta must be > 0 for damped, bistable dynamics, got {delta}")
 
     def f(x):
@@ -102,7 +103,7 @@ def curved_bistable(a: float = 0.5) -> System:
     u obeys du/dt = u - u^3, so the attractors are (+-1, 0), the saddle is 0 and the separatrix
     is the parabola x = a y^2: a curved separatrix known exactly.
     """
-    _real(a, "a", "curved_bistable")
+    a = _real(a, "a", "curved_bistable")
 
     def f(x):
         px, py = x[..., 0], x[..., 1]
@@ -119,7 +120,8 @@ def mutual_inhibition(w: float = 2.0) -> System:
     For w > 1 one unit wins: attractors (s, -s) and (-s, s) with s = w tanh(s), saddle at 0, and
     the diagonal x = y as separatrix (the flow keeps it invariant and carries it to the saddle).
     """
-    if _real(w, "w", "mutual_inhibition") <= 1:
+    w = _real(w, "w", "mutual_inhibition")
+    if w <= 1:
         raise ValueError(f"mutual_inhibition: w must be > 1 for two attractors, got {w}")
     s = w
     for _ in range(200):            # s = w tanh(s): a contraction near the positive root
@@ -160,7 +162,7 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
         low = high = math.nan
     if not (0 < low <= high and math.isfinite(high)):
         raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
-    _real(curvature, "curvature", "bistable_nd")
+    curvature = _real(curvature, "curvature", "bistable_nd")
     gen = seeded(seed)
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only

@@ -200,6 +200,7 @@ ENDS = torch.stack((A, B))
     (lambda: sl.duffing(float("nan")), "delta must be a finite number"),
     (lambda: sl.curved_bistable("a"), "a must be a finite number"),
     (lambda: sl.bistable_nd(4, curvature=float("inf")), "curvature must be a finite number"),
+    (lambda: sl.duffing(True), "delta must be a finite number"),
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
@@ -232,3 +233,11 @@ def test_a_field_of_something_that_is_not_a_network_is_named():
         sl.gru_vector_field("model.pt")
     with pytest.raises(TypeError, match="callback must be a callable"):
         sl.fit_kef(SYSTEM.f, 2, callback=5, epochs=10, progress=False)
+
+
+def test_a_system_parameter_from_torch_or_numpy_is_a_float():
+    # a 0-d tensor or a numpy scalar is a number; the system keeps it as a float
+    assert sl.duffing(torch.tensor(0.5)).params["delta"] == 0.5
+    assert type(sl.mutual_inhibition(np.float32(3.0)).params["w"]) is float
+    assert torch.equal(sl.bistable_nd(4, curvature=torch.tensor(0.25)).f(torch.ones(2, 4)),
+                       sl.bistable_nd(4, curvature=0.25).f(torch.ones(2, 4)))

@@ -1,5 +1,6 @@
 import warnings
 
+import numpy as np
 import pytest
 import torch
 
@@ -187,11 +188,30 @@ def test_snapshots_are_taken_during_one_training():
     (dict(pair_weight=-1.0), ValueError, "pair_weight must be a finite number >= 0"),
     (dict(tol=1.0), ValueError, "tol must be None"),
     (dict(tol=-0.1), ValueError, "tol must be None"),
+    (dict(tol=True), ValueError, "tol must be None"),
+    (dict(eigenvalue=True), ValueError, "eigenvalue must be 'auto' or a finite number > 0"),
+    (dict(flow_time=True), ValueError, "flow_time must be 'auto', None or a finite time > 0"),
+    (dict(eigenvalue=torch.tensor([0.5, 1.0])), ValueError, "eigenvalue must be 'auto' or a finite number > 0"),
+    (dict(radial=True), ValueError, r"radial must be a finite radius > 0 .*sampling_region's radial=True"),
+    (dict(radial=-1.0), ValueError, r"radial must be a finite radius > 0"),
     (dict(balance_weight=float("nan")), ValueError, "balance_weight must be a finite number >= 0"),
 ])
 def test_bad_arguments_are_refused(kwargs, error, message):
     with pytest.raises(error, match=message):
         sl.fit_kef(sl.bistable_2d(), 2, **{**FAST, **kwargs})
+
+
+@pytest.mark.parametrize("eigenvalue", [torch.tensor(0.5), np.float32(0.5), np.array(0.5)])
+def test_a_number_from_torch_or_numpy_is_taken_as_the_eigenvalue(eigenvalue):
+    # a rate computed with torch or numpy arrives as a 0-d tensor or a numpy scalar, not a float
+    kef = sl.fit_kef(sl.bistable_2d(), 2, eigenvalue=eigenvalue, flow_time=np.float64(0.2), tol=torch.tensor(0.01),
+                     **FAST)
+    assert type(kef.eigenvalue) is float and kef.eigenvalue == 0.5
+
+
+def test_a_radius_from_torch_is_taken():
+    kef = sl.fit_kef(sl.bistable_2d(), 2, radial=torch.tensor(2.0), **FAST)
+    assert kef.net[0].radius.item() == 2.0
 
 
 def test_a_model_of_the_wrong_shape_is_refused():
