@@ -55,6 +55,11 @@ def _attractors(attractors, x):
                          f"torch.stack((a, b))), got shape {tuple(attractors.shape)}")
     if not torch.isfinite(attractors).all():
         raise ValueError("attractors has NaN or inf entries: give finite points")
+    same = (attractors[:, None] == attractors[None]).all(dim=-1).triu(diagonal=1).nonzero()
+    if len(same):
+        i, j = same[0].tolist()
+        raise ValueError(f"attractors has the same point in rows {i} and {j} ({_short(attractors[i])}): "
+                         "give distinct attractors, one per row")
     _finite_states(x, "x", "the flow")
     return attractors
 

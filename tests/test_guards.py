@@ -175,6 +175,9 @@ ENDS = torch.stack((A, B))
     (lambda: sl.find_saddle(SYSTEM.f, torch.zeros(2), A, B, rounds=-1), "rounds must be an integer >= 0"),
     (lambda: sl.find_saddles(SYSTEM.f, torch.zeros(8, 2), tol=float("nan")), "tol must be a finite fraction"),
     (lambda: sl.basin_labels(SYSTEM.f, torch.zeros(3, 2), ENDS, margin=-1.0), "margin must be a finite distance >= 0"),
+    # the same attractor twice: the margin's shifts along b - a were NaN, blamed on x
+    (lambda: sl.basin_labels(SYSTEM.f, torch.zeros(3, 2), ENDS[[1, 1]]), r"same point in rows 0 and 1"),
+    (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[[0, 0]], torch.zeros(3, 2)), "give distinct attractors"),
     (lambda: sl.separatrix_point(SYSTEM.f, A, B.to(torch.complex64)), "b holds torch.complex64 values"),
     (lambda: sl.separatrix_error(lambda x: x[..., 0], SYSTEM.f, A, B, n_grid=1), "n_grid must be an integer >= 2"),
     (lambda: sl.segment_clouds(A, B, 10, hi=float("inf")), "hi must be a finite number >= 0"),
