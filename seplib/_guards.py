@@ -70,6 +70,21 @@ def finite_or_raise(tensor, what, where, fix, points=None):
     raise FloatingPointError(f"{what} is {kind}{at}, so {where}: {fix}")
 
 
+def psi_of(kef, x):
+    """``kef(x)`` as a tensor of shape ``x.shape[:-1]``: one number per point, from a psi that
+    returns ``[..., 1]`` or ``[...]``; another shape, or something that is not numbers, is
+    refused with a message that says what psi must return."""
+    out = kef(x)
+    if isinstance(out, np.ndarray):
+        out = torch.from_numpy(out).to(x.device)
+    want = x.shape[:-1]
+    if not isinstance(out, torch.Tensor) or out.shape not in (want, (*want, 1)):
+        got = f"shape {tuple(out.shape)}" if isinstance(out, torch.Tensor) else f"a {type(out).__name__}"
+        raise ValueError(f"psi returned {got} for points of shape {tuple(x.shape)}: psi must map [..., d] to "
+                         f"one number per point, a tensor of shape {tuple(want)} or {(*want, 1)}")
+    return out.reshape(want)
+
+
 def check_seed(seed):
     """A ValueError unless ``seed`` is an integer (a bool is not one): torch's own error for a
     float or None seed names neither the argument nor the fix."""

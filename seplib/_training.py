@@ -7,6 +7,7 @@ passes in the settings that shape training (``SAMPLE_BLOCK``, ``FIELD_CHUNK``,
 changed in one place.
 """
 import contextlib
+import numbers
 import warnings
 
 import torch
@@ -38,6 +39,9 @@ def check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_
                          "a positive eigenvalue makes psi grow away from the separatrix")
     eigenvalue = checked
     check_count(epochs, "epochs")
+    if isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size == 1:
+        raise ValueError("batch_size must be at least 2: the loss divides each scale's residual by the same "
+                         "residual with psi taken at shuffled samples, and one sample shuffles onto itself")
     check_count(batch_size, "batch_size")
     checked = _number_or(flow_time, ("auto", None), lambda v: v > 0)
     if checked is None and flow_time is not None:

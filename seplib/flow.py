@@ -26,6 +26,8 @@ def integrate(field, x0, t, method="dopri5", rtol=1e-6, atol=1e-7):
                          f"torch.linspace(0, T, 50), or [0, T] for the end state only), got {_short(t)}")
     _finite_states(x0, "x0", "integrate")
     field = as_field(field)
+    if x0.numel() == 0:   # no states: torchdiffeq's step size would underflow on an empty norm
+        return x0.new_zeros((len(t), *x0.shape))
     with torch.no_grad():
         try:
             return odeint(lambda _t, x: field(x), x0, t, method=method, rtol=rtol, atol=atol)

@@ -8,14 +8,15 @@ the length of psi's push along its direction, with a dozen simulated trajectorie
 """
 import torch
 
-from ._guards import as_field, check_count, check_fraction, check_positive, finite_or_raise, real_numbers, seeded
+from ._guards import (as_field, check_count, check_fraction, check_positive, finite_or_raise, psi_of,
+                      real_numbers, seeded)
 from .flow import _attractors, bisect, settle
 
 
 def _psi_and_grad(kef, x):
     x = x.detach().requires_grad_(True)
     with torch.enable_grad():
-        psi = kef(x)
+        psi = psi_of(kef, x)
         (grad,) = torch.autograd.grad(psi.sum(), x)
     return psi.detach(), grad
 

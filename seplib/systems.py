@@ -4,6 +4,7 @@ A field is a plain callable ``f(x)`` on ``Tensor[..., d]`` that returns ``Tensor
 batched over any leading dimensions, in the input's dtype and on the input's device.
 """
 import math
+import numbers
 from dataclasses import dataclass, field as dc_field
 from typing import Callable
 
@@ -154,22 +155,23 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
     to a logarithm far out (so the field stays tame there). ``separatrix_value(x)`` is u,
     positive in the basin of ``attractors[1]``.
     """
-    if not (isinstance(dim, int) and dim >= 2):
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 2:
         raise ValueError(f"bistable_nd: dim must be an integer >= 2, got {dim!r}")
+    dim = int(dim)
     try:
-        low, high = (float(r) for r in rates)
+        low, high = (finite_real(r) for r in rates)
     except (TypeError, ValueError):
-        low = high = math.nan
-    if not (0 < low <= high and math.isfinite(high)):
+        low = high = None
+    if low is None or high is None or not 0 < low <= high:
         raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
     curvature = _real(curvature, "curvature", "bistable_nd")
     gen = seeded(seed)
     q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
     q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only
-    r_i = torch.logspace(math.log10(rates[0]), math.log10(rates[1]), dim - 1, dtype=torch.float64)
+    r_i = torch.logspace(math.log10(low), math.log10(high), dim - 1, dtype=torch.float64)
     r_i = r_i[torch.randperm(dim - 1, generator=gen)]
     w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
-    params = {"dim": dim, "seed": seed, "curvature": curvature, "rates": tuple(rates)}
+    params = {"dim": dim, "seed": seed, "curvature": curvature, "rates": (low, high)}
 
     def u_of(z):
         rho2 = (w_i.to(z) * z[..., 1:] ** 2).sum(-1)

@@ -1,13 +1,14 @@
 """How good is a KEF? Compare its sign and its zero set with the ground truth from ``flow``."""
 import torch
 
-from ._guards import _short, as_ends, as_states, check_count, check_positive, finite_or_raise, real_numbers, seeded
+from ._guards import (_short, as_ends, as_states, check_count, check_positive, finite_or_raise, psi_of,
+                      real_numbers, seeded)
 from .flow import basin_labels, bisect, check_crossed
 
 
 def _psi(kef, x):
     with torch.no_grad():
-        psi = kef(x).reshape(x.shape[:-1])
+        psi = psi_of(kef, x)
     finite_or_raise(psi.reshape(-1), "psi", "its sign says no basin there", "check the KEF (a diverged fit?) "
                     "and the points", points=x.reshape(-1, x.shape[-1]))
     return psi

@@ -204,6 +204,14 @@ ENDS = torch.stack((A, B))
     (lambda: sl.curved_bistable("a"), "a must be a finite number"),
     (lambda: sl.bistable_nd(4, curvature=float("inf")), "curvature must be a finite number"),
     (lambda: sl.duffing(True), "delta must be a finite number"),
+    (lambda: sl.bistable_nd(4, rates=(True, 2.0)), r"rates must be \(low, high\)"),
+    # psi with more than one number per point: a reshape deep in separatrix_error failed, and
+    # smallest_flip stepped on the sum of the outputs
+    (lambda: sl.separatrix_error(lambda x: x, SYSTEM.f, A, B, n_curves=4), r"psi returned shape \(4, 2001, 2\)"),
+    (lambda: sl.smallest_flip(lambda x: x, A), r"psi returned shape \(1, 2\) .* one number per point"),
+    (lambda: sl.basin_agreement(lambda x: [0.0] * len(x), torch.zeros(3, 2), torch.tensor([0, 1, 0])),
+     "psi returned a list"),
+    (lambda: sl.fit_kef(SYSTEM.f, 2, batch_size=1, epochs=10, progress=False), "batch_size must be at least 2"),
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
@@ -244,3 +252,21 @@ def test_a_system_parameter_from_torch_or_numpy_is_a_float():
     assert type(sl.mutual_inhibition(np.float32(3.0)).params["w"]) is float
     assert torch.equal(sl.bistable_nd(4, curvature=torch.tensor(0.25)).f(torch.ones(2, 4)),
                        sl.bistable_nd(4, curvature=0.25).f(torch.ones(2, 4)))
+
+
+def test_no_states_integrate_to_no_trajectories():
+    # torchdiffeq's step size underflowed on zero states, which integrate blamed on the field
+    assert sl.integrate(SYSTEM.f, torch.zeros(0, 2), [0.0, 1.0, 2.0]).shape == (3, 0, 2)
+    assert sl.basin_labels(SYSTEM.f, torch.zeros(0, 2), ENDS).shape == (0,)
+
+
+def test_an_integer_dimension_from_numpy_is_taken():
+    assert sl.bistable_nd(np.int64(4)).dim == 4
+
+
+def test_psi_may_return_one_number_per_point_in_either_shape():
+    x = torch.randn(40, 2)
+    labels = (x[:, 0] > 0).long()
+    flat = sl.basin_agreement(lambda p: p[..., 0], x, labels)
+    assert flat == sl.basin_agreement(lambda p: p[..., :1], x, labels) == 1.0
+    assert torch.allclose(sl.smallest_flip(lambda p: p[..., :1], A), torch.tensor([1.0, 0.0]))
