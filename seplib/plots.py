@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from matplotlib.lines import Line2D
 
-from ._guards import as_field, as_point, as_states, finite_or_raise
+from ._guards import as_field, as_point, as_states, finite_or_raise, psi_of
 from .flow import basin_labels
 from .validate import grid, wrong_basin
 
@@ -113,10 +113,7 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     ax = _ax(ax)
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
-        Z = kef(pts)
-    if Z.numel() != len(pts):
-        raise ValueError(f"psi returned {Z.numel()} values for {len(pts)} points: it must map [N, 2] to [N, 1] "
-                         "or [N], one value per point")
+        Z = psi_of(kef, pts)
     finite_or_raise(Z.reshape(-1), "psi", "it has no level sets there to draw", "check the KEF (a diverged "
                     "fit?), or the plane", points=pts)
     Z = Z.reshape(X.shape).cpu().numpy()
@@ -187,7 +184,7 @@ def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None,
     to_space, to_plane, (eu, ev) = plane(origin, u, v)
 
     def psi(st):   # a KEF computes on its network's device and returns on the input's
-        return kef(to_space(st)).cpu()
+        return psi_of(kef, to_space(st)).cpu()
 
     def flow(st):
         F = as_field(field)(to_space(st))
@@ -227,7 +224,7 @@ def basin_mismatch(kef, points, labels, ax=None, attractors=None, title="Where s
     if n * n != len(points) or labels.shape != points.shape[:1]:
         raise ValueError("basin_mismatch needs the n*n points of sl.grid and one label per point")
     with torch.no_grad():
-        psi = kef(points).reshape(-1).cpu()
+        psi = psi_of(kef, points).cpu()
     labels = labels.cpu()
     known = labels >= 0
     wrong = wrong_basin(psi, labels)
@@ -255,7 +252,7 @@ def kef_1d(kef, analytic=None, lo=-0.95, hi=0.95, ax=None, title="1D KEF"):
     ax = _ax(ax, (5.5, 3.5))
     x = torch.linspace(lo, hi, 401).unsqueeze(-1)
     with torch.no_grad():
-        psi = kef(x).reshape(-1)
+        psi = psi_of(kef, x)
     finite_or_raise(psi, "psi", "there is no curve to draw", "check the KEF (a diverged fit?)", points=x)
     ax.plot(x[:, 0], psi, lw=2.5, label=r"learned $\psi$")
     if analytic is not None:

@@ -212,6 +212,8 @@ ENDS = torch.stack((A, B))
     (lambda: sl.basin_agreement(lambda x: [0.0] * len(x), torch.zeros(3, 2), torch.tensor([0, 1, 0])),
      "psi returned a list"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, batch_size=1, epochs=10, progress=False), "batch_size must be at least 2"),
+    (lambda: sl.plots.kef_levels(lambda x: x, SYSTEM.f, [-1, -1], [1, 1], n=5), r"psi returned shape \(25, 2\)"),
+    (lambda: sl.plots.kef_1d(lambda x: x.repeat(1, 2)), r"psi returned shape \(401, 2\)"),
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),

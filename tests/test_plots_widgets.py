@@ -105,7 +105,7 @@ def test_the_plots_and_the_slider_name_what_they_cannot_draw():
     field = sl.bistable_2d()
     with pytest.raises(FloatingPointError, match="the field is NaN"):
         plots.phase_portrait(lambda x: x * float("nan"))
-    with pytest.raises(ValueError, match="one value per point"):
+    with pytest.raises(ValueError, match="one number per point"):
         plots.kef_levels(lambda x: x, field)
     with pytest.raises(FloatingPointError, match="psi is NaN"):
         plots.kef_1d(lambda x: x * float("nan"))
