@@ -110,6 +110,8 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     ``true_separatrix`` is either a function whose zero set is the separatrix (drawn as a black
     line) or points ``[N, 2]`` on it (drawn as black dots), e.g. crossings found by bisection.
     """
+    if isinstance(n, bool) or not isinstance(n, int) or n < 2:
+        raise ValueError(f"n must be an integer >= 2 (grid points per side), got {n!r}")
     ax = _ax(ax)
     X, Y, pts = grid(lo, hi, n)
     with torch.no_grad():
@@ -277,6 +279,10 @@ def loss_curve(*kefs, labels=None, ax=None, title="Training loss"):
         raise ValueError("loss_curve needs at least one KEF, e.g. loss_curve(kef)")
     if labels is not None and len(labels) != len(kefs):
         raise ValueError(f"labels has {len(labels)} entries for {len(kefs)} KEFs: give one label per KEF")
+    for k in kefs:
+        if not hasattr(k, "loss_history_"):
+            raise ValueError(f"loss_curve draws fitted KEFs (from sl.fit_kef, with loss_history_), got "
+                             f"{type(k).__name__}")
     ax = _ax(ax, (5.5, 3.5))
     for i, k in enumerate(kefs):
         ax.plot(k.loss_history_, lw=1, label=labels[i] if labels else None)

@@ -1,11 +1,12 @@
 """The flip-flop network: its task, its continuous-time field, and a safe checkpoint loader."""
 import json
-import math
 import os
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from ._guards import finite_real
 
 
 
@@ -69,15 +70,19 @@ def gru_vector_field(model, speed=1.0, dt=1.0):
     f(h) = speed * (G(0, h) - h) / dt. Takes ``[..., n_hidden]`` on any device, computes on the
     model's device and returns on the input's device and dtype."""
     for name, value in (("speed", speed), ("dt", dt)):
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a finite number > 0 (the card's 'field' entry has both), got {value}")
+        number = finite_real(value)
+        if number is None or number <= 0:
+            raise ValueError(f"{name} must be a finite number > 0 (the card's 'field' entry has both), got {value!r}")
     if not (isinstance(model, torch.nn.Module) and hasattr(model, "step")):
         raise TypeError(f"model must be a flip-flop network (seplib.FlipFlopRNN, e.g. from "
                         f"sl.load_flipflop_gru()), got {type(model).__name__}")
     p = next(model.parameters())
-    rate = speed / dt
+    rate, n_hidden = float(speed) / float(dt), model.rnn.hidden_size
 
     def field(h):
+        if h.shape[-1:] != (n_hidden,):
+            raise ValueError(f"the network's field is {n_hidden}-dimensional (its hidden units), but was given "
+                             f"states of shape {tuple(h.shape)}: give [..., {n_hidden}]")
         hm = h.to(device=p.device, dtype=p.dtype)
         return ((model.step(None, hm) - hm) * rate).to(device=h.device, dtype=h.dtype)
 
@@ -125,6 +130,10 @@ def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
     Sizes are read from the weights. Returns the model in eval mode with gradients off. Never
     falls back to random weights: a missing or malformed file raises, saying what is wrong.
     """
+    try:
+        device = torch.device(device)
+    except (RuntimeError, TypeError) as err:
+        raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
     if path is None:
         path, made_by = _book_file(name, "model.pt"), _made_by(name)
     else:

@@ -52,6 +52,9 @@ class MultiscaleGaussian:
 
     def sample(self, n, generator=None, dtype=torch.float32, device="cpu"):
         check_count(n, "n")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator (e.g. torch.Generator().manual_seed(0)) or "
+                             f"None, got {type(generator).__name__}")
         # normals drawn in float32, which torch makes much faster than float64 ones: in many
         # dimensions they were a large part of an epoch (benchmarks/RESULTS.md, section 6)
         z = torch.randn(len(self.scales), n, self.dim, generator=generator, dtype=torch.float32).to(dtype)

@@ -10,7 +10,7 @@ from typing import Callable
 
 import torch
 
-from ._guards import finite_real, seeded
+from ._guards import as_states, finite_real, seeded
 
 
 @dataclass(frozen=True)
@@ -137,6 +137,7 @@ def mutual_inhibition(w: float = 2.0) -> System:
 
 def analytic_kef_1d(x: torch.Tensor) -> torch.Tensor:
     """The standard KEF of dx/dt = x - x^3 with eigenvalue 1: x / sqrt|1 - x^2| (up to scale)."""
+    x = as_states(x, "x") if not isinstance(x, torch.Tensor) else x   # a list or an array of numbers
     return x / torch.sqrt(torch.abs(1 - x**2))
 
 

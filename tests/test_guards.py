@@ -214,6 +214,13 @@ ENDS = torch.stack((A, B))
     (lambda: sl.fit_kef(SYSTEM.f, 2, batch_size=1, epochs=10, progress=False), "batch_size must be at least 2"),
     (lambda: sl.plots.kef_levels(lambda x: x, SYSTEM.f, [-1, -1], [1, 1], n=5), r"psi returned shape \(25, 2\)"),
     (lambda: sl.plots.kef_1d(lambda x: x.repeat(1, 2)), r"psi returned shape \(401, 2\)"),
+    (lambda: sl.plots.kef_levels(lambda x: x[..., 0], SYSTEM.f, n=1), "n must be an integer >= 2"),
+    (lambda: sl.plots.loss_curve(lambda x: x), "loss_curve draws fitted KEFs"),
+    (lambda: sl.gru_vector_field(sl.load_flipflop_gru(), dt=True), "dt must be a finite number > 0"),
+    (lambda: sl.gru_vector_field(sl.load_flipflop_gru())(torch.zeros(3, 5)),
+     r"field is 2-dimensional .* shape \(3, 5\): give \[\.\.\., 2\]"),
+    (lambda: sl.load_flipflop_gru(device="tpu"), "device must be a torch device"),
+    (lambda: sl.MultiscaleGaussian(2).sample(3, generator=5), "generator must be a torch.Generator"),
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
@@ -272,3 +279,7 @@ def test_psi_may_return_one_number_per_point_in_either_shape():
     flat = sl.basin_agreement(lambda p: p[..., 0], x, labels)
     assert flat == sl.basin_agreement(lambda p: p[..., :1], x, labels) == 1.0
     assert torch.allclose(sl.smallest_flip(lambda p: p[..., :1], A), torch.tensor([1.0, 0.0]))
+
+
+def test_the_1d_kef_takes_a_list():
+    assert torch.allclose(sl.analytic_kef_1d([0.6, -0.6]), torch.tensor([0.75, -0.75]))
