@@ -3,7 +3,7 @@ import torch
 
 from ._guards import (_short, as_ends, as_states, check_count, check_positive, finite_or_raise, psi_of,
                       real_numbers, seeded)
-from .flow import basin_labels, bisect, check_crossed
+from .flow import _finite_states, basin_labels, bisect, check_crossed
 
 
 def _psi(kef, x):
@@ -167,6 +167,8 @@ def validate_kef(kef, field, attractors, points, labels=None, T=60.0, **error_kw
     if attractors.dim() != 2 or len(attractors) != 2:
         raise ValueError(f"attractors must be the two attractors, [2, d] (e.g. torch.stack((a, b))), got shape "
                          f"{tuple(attractors.shape)}")
+    points = as_states(points, "points", attractors.shape[-1])
+    _finite_states(points, "points", "validate_kef")
     labels = basin_labels(field, points, attractors, T) if labels is None else labels
     err = separatrix_error(kef, field, attractors[0], attractors[1], T=T, **error_kw)
     return {

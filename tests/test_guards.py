@@ -221,6 +221,8 @@ ENDS = torch.stack((A, B))
      r"field is 2-dimensional .* shape \(3, 5\): give \[\.\.\., 2\]"),
     (lambda: sl.load_flipflop_gru(device="tpu"), "device must be a torch device"),
     (lambda: sl.MultiscaleGaussian(2).sample(3, generator=5), "generator must be a torch.Generator"),
+    (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS, torch.tensor([[0.5, float("nan")]])),
+     r"points has NaN or inf entries at 1 of 1 states, so validate_kef"),
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
     (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
