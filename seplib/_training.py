@@ -95,7 +95,7 @@ class Batches:
         self.labelled, self.block, self.chunk = labelled, block, chunk
         self.batch, self.epochs, self.device = batch_size, epochs, device
         self.gen = torch.Generator().manual_seed(seed)
-        self.n = len(sampler.scales) * batch_size   # rows from the samples; the pairs' ends follow
+        self.n = sampler.groups * batch_size   # rows from the samples; the pairs' ends follow
 
     def __call__(self, epoch):
         """(x, f(x) at the samples, perm, t, y): x holds the samples, then the pairs' starts and

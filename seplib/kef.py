@@ -327,7 +327,7 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
                       "and eigenvalue= yourself", RuntimeWarning, stacklevel=3)
         return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, None
     if centre:
-        sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov)
+        sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov, sampler.segment)
     mu = rates[0].item() if eigenvalue else None
     return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, saddles[0]
 
@@ -372,7 +372,7 @@ def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight
 
 def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean="auto", cov=None,
             flow_time="auto", epochs=5000, tol=5e-3, batch_size=96, lr=3e-3, balance_weight=1.0,
-            pair_weight=10.0, attractors=None, anchor_weight=1.0, refine=None, seed=0, device=None,
+            pair_weight=10.0, attractors=None, anchor_weight=1.0, refine=None, segment=None, seed=0, device=None,
             model=None, radial=None, progress=True, callback=None):
     """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
 
@@ -407,6 +407,10 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     of the smallest scale around each. It rules out zero sets inside a basin in principle; how
     much it helps in practice is in benchmarks/RESULTS.md (section 4).
 
+    ``segment`` (two points a, b, ``[2, dim]``) adds one more group of samples around the
+    segment from a to b, drawn like ``segment_clouds``' points (``MultiscaleGaussian``): where
+    the Gaussians put few samples, between two attractors far from the saddle.
+
     ``refine`` (the two attractors between which psi is the separatrix, ``[2, dim]``): after
     training, the ``REFINE_STATES`` probe samples nearest psi's zero set are simulated to see
     which attractor each reaches, and training goes on for ``REFINE_EPOCHS`` epochs from lr / 10
@@ -439,7 +443,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     centre = isinstance(mean, str)
     if centre and mean != "auto":
         raise ValueError(f"mean must be 'auto', None (the origin) or a point, got {mean!r}")
-    sampler = MultiscaleGaussian(dim, scales, None if centre else mean, cov)
+    sampler = MultiscaleGaussian(dim, scales, None if centre else mean, cov, segment)
     try:
         device = torch.device(device) if device is not None else default_device()
     except (RuntimeError, TypeError) as err:
@@ -477,7 +481,7 @@ def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCA
     stop = _training.StopRule(probes, pairs, tol, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
     stopped = _train(net, kef, batches(epochs, seed), epochs, lr, step_args, stop, callback, progress, name)
     if refine is not None:
-        labelled = zero_set_labels(net, field, probes, len(sampler.scales), refine.to(probes), REFINE_STATES)
+        labelled = zero_set_labels(net, field, probes, sampler.groups, refine.to(probes), REFINE_STATES)
         no_stop = _training.StopRule(probes, pairs, None, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
         _train(net, kef, batches(REFINE_EPOCHS, seed + 3, labelled), REFINE_EPOCHS, lr / 10, step_args, no_stop,
                callback, progress, name + " refined")

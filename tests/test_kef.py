@@ -209,6 +209,22 @@ def test_a_number_from_torch_or_numpy_is_taken_as_the_eigenvalue(eigenvalue):
     assert type(kef.eigenvalue) is float and kef.eigenvalue == 0.5
 
 
+def test_segment_adds_a_group_of_samples_around_the_segment():
+    rows = []
+
+    def field(x):
+        rows.append(len(x.reshape(-1, 2)))
+        return sl.bistable_2d().f(x)
+
+    kef = sl.fit_kef(field, 2, segment=[[-1.0, 0.0], [1.0, 0.0]], flow_time=None, mean=None, eigenvalue=1.0, **FAST)
+    # the shape check (4 per group), then every epoch's samples: 7 groups (six scales and the
+    # segment's) of batch_size each
+    assert sum(rows) == 7 * 4 + FAST["epochs"] * 7 * FAST["batch_size"]
+    assert len(kef.loss_history_) == FAST["epochs"]
+    with pytest.raises(ValueError, match="same point"):
+        sl.fit_kef(sl.bistable_2d(), 2, segment=[[1.0, 0.0], [1.0, 0.0]], **FAST)
+
+
 def test_a_radius_from_torch_is_taken():
     kef = sl.fit_kef(sl.bistable_2d(), 2, radial=torch.tensor(2.0), **FAST)
     assert kef.net[0].radius.item() == 2.0

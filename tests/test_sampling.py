@@ -24,7 +24,30 @@ def test_same_generator_seed_same_samples():
     assert torch.equal(a, b)
 
 
+def test_the_segment_group_lies_around_the_segment_like_segment_clouds():
+    a, b = torch.zeros(16), torch.full((16,), 0.5)       # |b - a| = 2
+    m = MultiscaleGaussian(16, scales=[0.1, 1.0], segment=(a, b))
+    x = m.sample(4000, torch.Generator().manual_seed(0))
+    assert m.groups == 3 and x.shape == (3, 4000, 16)
+    # the Gaussians are those of the sampler without the segment, drawn first from the same stream
+    assert torch.equal(x[:2], MultiscaleGaussian(16, scales=[0.1, 1.0]).sample(4000, torch.Generator().manual_seed(0)))
+    group, e = x[2], (b - a) / 2
+    along = (group - a) @ e / 2                          # the segment's parameter, plus noise
+    off = (group - a) - ((group - a) @ e)[:, None] * e   # offset from the line through a and b
+    assert 0.45 < along.mean() < 0.55 and along.min() >= -1 and along.max() <= 2   # offsets of norm <= |b - a|
+    assert off.norm(dim=-1).max() <= 2.0 + 1e-5          # norms at most |b - a|
+    # its norm: uniform in [0.1, 1] x |b - a|, root mean square 1.217; 15/16 of it off the line: 1.178
+    assert 1.14 < off.norm(dim=-1).square().mean().sqrt() < 1.22
+    sl_clouds = sl.segment_clouds(a, b, 4000)
+    clouds_off = (sl_clouds - a) - ((sl_clouds - a) @ e)[:, None] * e
+    assert abs(off.norm(dim=-1).mean() - clouds_off.norm(dim=-1).mean()) < 0.03
+
+
 @pytest.mark.parametrize("kwargs, message", [
+    (dict(segment=(torch.zeros(2), torch.zeros(2))), "same point"),
+    (dict(segment=torch.zeros(2)), "segment's first point must be a 1-D tensor of length 2"),
+    (dict(segment=(torch.zeros(3), torch.ones(3))), "segment's first point must be a 1-D tensor of length 2"),
+    (dict(segment=3), "segment must be two points"),
     (dict(scales=[0.1, 0.0]), "scales must be finite and > 0"),
     (dict(scales=[-1.0]), "scales must be finite and > 0"),
     (dict(scales=[]), "scales is empty"),
@@ -74,7 +97,7 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
     assert set(region) == {"mean", "cov", "rhs", "flow_time", "pair_weight", "epochs", "batch_size", "tol", "lr",
-                           "eigenvalue", "radial", "refine"}
+                           "eigenvalue", "radial", "refine", "segment"}
     assert region["rhs"] == "standard" and region["flow_time"] == "auto" and region["pair_weight"] == 1.0
     assert region["radial"] == pytest.approx((b - a).norm().item())
     assert "radial" not in sl.sampling_region(system, a, b, radial=False)
@@ -83,13 +106,14 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     expected = (b - a).norm() ** 2 * (torch.eye(8) / 8 + torch.outer(e, e))
     torch.testing.assert_close(region["cov"], expected)
     assert torch.equal(region["refine"], torch.stack((a, b)))   # psi's zero set checked between a and b
+    assert torch.equal(region["segment"], torch.stack((a, b)))  # and samples around the segment
     # both objectives' eigenvalue is 0.4 times the saddle's unstable rate (1 for bistable_nd)
     squashed = sl.sampling_region(system, a, b, rhs="squashed")
     assert squashed["rhs"] == "squashed" and 0.36 < squashed["eigenvalue"] < 0.44
     assert region["eigenvalue"] == squashed["eigenvalue"]
-    # the standard objective trains on twice the batch for 5000 epochs, the squashed on 96 for 10000
-    assert (region["epochs"], region["batch_size"]) == (5000, 192)
-    assert (squashed["epochs"], squashed["batch_size"]) == (10000, 96)
+    # the standard objective trains on twice the batch for 4300 epochs, the squashed on 96 for 8600
+    assert (region["epochs"], region["batch_size"]) == (4300, 192)
+    assert (squashed["epochs"], squashed["batch_size"]) == (8600, 96)
     # a curved separatrix: the samples must land in both basins at every scale
     x = sl.MultiscaleGaussian(8, mean=region["mean"], cov=region["cov"]).sample(1000, torch.Generator().manual_seed(0))
     side = (system.separatrix_value(x) > 0).float().mean(dim=1)
