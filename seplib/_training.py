@@ -7,7 +7,6 @@ passes in the settings that shape training (``SAMPLE_BLOCK``, ``FIELD_CHUNK``,
 changed in one place.
 """
 import contextlib
-import numbers
 import warnings
 
 import torch
@@ -39,10 +38,10 @@ def check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_
                          "a positive eigenvalue makes psi grow away from the separatrix")
     eigenvalue = checked
     check_count(epochs, "epochs")
-    if isinstance(batch_size, numbers.Integral) and not isinstance(batch_size, bool) and batch_size == 1:
+    check_count(batch_size, "batch_size")
+    if batch_size < 2:
         raise ValueError("batch_size must be at least 2: the loss divides each scale's residual by the same "
                          "residual with psi taken at shuffled samples, and one sample shuffles onto itself")
-    check_count(batch_size, "batch_size")
     checked = _number_or(flow_time, ("auto", None), lambda v: v > 0)
     if checked is None and flow_time is not None:
         raise ValueError(f"flow_time must be 'auto', None or a finite time > 0, got {flow_time!r}")

@@ -14,9 +14,21 @@ DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
 # batch costs less than two); see its docstring and benchmarks/RESULTS.md, section 4
 STANDARD_STEPS = {"epochs": 4300, "batch_size": 192}
 SQUASHED_STEPS = {"epochs": 8600, "batch_size": 96}
-# MultiscaleGaussian(segment=): the norms of its segment group's offsets, as fractions of |b - a|
-# (those of segment_clouds' defaults, the space between the attractors that basin agreement scores)
+# the norms of the offsets around a segment, as fractions of |b - a|: segment_clouds' defaults and
+# MultiscaleGaussian(segment=)'s group, the space between the attractors that basin agreement scores
 SEGMENT_NORMS = (0.1, 1.0)
+
+
+def around_segment(a, b, n, lo, hi, generator):
+    """``n`` points around the segment from ``a`` to ``b`` (checked tensors of one dtype): a point
+    of the segment, uniform, plus a random direction times a norm uniform in [lo, hi] x |b - a|,
+    drawn in a's dtype from ``generator``. ``segment_clouds`` and ``MultiscaleGaussian(segment=)``
+    both draw this way."""
+    along = torch.rand(n, 1, generator=generator, dtype=a.dtype)
+    direction = torch.randn(n, a.shape[-1], generator=generator, dtype=a.dtype)
+    direction = direction / direction.norm(dim=-1, keepdim=True)
+    size = (lo + (hi - lo) * torch.rand(n, 1, generator=generator, dtype=a.dtype)) * (b - a).norm()
+    return a + along * (b - a) + size * direction
 
 
 class MultiscaleGaussian:
@@ -77,14 +89,9 @@ class MultiscaleGaussian:
         chol, scales = self._chol.to(dtype), self.scales.sqrt().to(dtype)
         # in place: a fresh buffer of a large batch costs more than the arithmetic on it
         x = (z @ chol.T).mul_(scales[:, None, None]).add_(self.mean.to(dtype))
-        if self.segment is not None:
+        if self.segment is not None:   # drawn in float32 like the normals above
             a, b = self.segment.to(torch.float32)
-            along = torch.rand(n, 1, generator=generator, dtype=torch.float32)
-            direction = torch.randn(n, self.dim, generator=generator, dtype=torch.float32)
-            direction = direction / direction.norm(dim=-1, keepdim=True)
-            lo, hi = SEGMENT_NORMS
-            size = (lo + (hi - lo) * torch.rand(n, 1, generator=generator)) * (b - a).norm()
-            x = torch.cat((x, (a + along * (b - a) + size * direction).to(dtype)[None]))
+            x = torch.cat((x, around_segment(a, b, n, *SEGMENT_NORMS, generator).to(dtype)[None]))
         return x.to(device=device)
 
 
@@ -142,8 +149,8 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
       standard objective's zero set onto the separatrix at d = 32); 4300 epochs of 192 samples per
       group for the standard objective, 8600 of 96 for the squashed one, about the same time,
       each then 1000 more with ``refine`` (below). (5000 and 10000 before the segment's group
-      came: with it each epoch draws 7 groups, not 6, and 6/7 of the epochs keep the time.) The larger batch raised the standard psi's
-      basin agreement on our 64-unit GRU from 0.979-0.988 to 0.9896-0.9923 over six fit seeds
+      came: with it each epoch draws 7 groups, not 6, and 6/7 of the epochs keep the time.) The
+      larger batch raised the standard psi's basin agreement on our 64-unit GRU from 0.979-0.988 to 0.9896-0.9923 over six fit seeds
       (before ``refine``); the squashed psi's crossings moved off with it, so that objective keeps
       the smaller batch. Trajectory pairs (``flow_time="auto"``) are weighted 1, not ``fit_kef``'s
       10. The pairs carry psi's sign from where the Gaussians put many samples to where they put
@@ -204,8 +211,9 @@ def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=T
             raise ValueError(f"saddle must be a finite point of dimension {d} (e.g. from sl.find_saddle), "
                              f"got shape {tuple(mean.shape)}")
         rate, _ = saddle_normal(field, mean)   # refuses a point that is not a saddle
+    ends = torch.stack((a, b))
     region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": "auto", "pair_weight": 1.0, "tol": None,
-              "lr": 1e-2, "refine": torch.stack((a, b)), "segment": torch.stack((a, b))}
+              "lr": 1e-2, "refine": ends, "segment": ends}
     region.update(STANDARD_STEPS if rhs == "standard" else SQUASHED_STEPS)
     from .kef import AUTO_EIGENVALUE_RATIO   # kef imports this module
     region["eigenvalue"] = AUTO_EIGENVALUE_RATIO * rate

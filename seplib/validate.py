@@ -4,6 +4,7 @@ import torch
 from ._guards import (_short, as_ends, as_states, check_count, check_positive, finite_or_raise, psi_of,
                       real_numbers, seeded)
 from .flow import _finite_states, basin_labels, bisect, check_crossed
+from .sampling import SEGMENT_NORMS, around_segment
 
 
 def _psi(kef, x):
@@ -120,7 +121,7 @@ def separatrix_error(kef, field, a, b, n_curves=200, bend=0.5, T=60.0, n_iter=20
     }
 
 
-def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
+def segment_clouds(a, b, n=3000, lo=SEGMENT_NORMS[0], hi=SEGMENT_NORMS[1], seed=0):
     """``n`` points around the segment from ``a`` to ``b``, in any dimension: a point of the
     segment, uniform, plus a random direction times a norm uniform in [lo, hi] x |b - a|. Where
     basins cannot be drawn, basin agreement on these clouds says how well psi splits the space
@@ -129,12 +130,7 @@ def segment_clouds(a, b, n=3000, lo=0.1, hi=1.0, seed=0):
     check_count(n, "n")
     if not 0 <= check_positive(lo, "lo", zero=True) <= check_positive(hi, "hi", zero=True):
         raise ValueError(f"lo and hi must satisfy 0 <= lo <= hi (norms as fractions of |b - a|), got {lo}, {hi}")
-    gen = seeded(seed)
-    along = torch.rand(n, 1, generator=gen, dtype=a.dtype)
-    direction = torch.randn(n, a.shape[-1], generator=gen, dtype=a.dtype)
-    direction = direction / direction.norm(dim=-1, keepdim=True)
-    size = (lo + (hi - lo) * torch.rand(n, 1, generator=gen, dtype=a.dtype)) * (b - a).norm()
-    return a + along * (b - a) + size * direction
+    return around_segment(a, b, n, lo, hi, seeded(seed))
 
 
 def grid(lo, hi, n=201, dtype=torch.float32):
