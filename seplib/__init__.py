@@ -28,10 +28,10 @@ field returns, what reaches torch.linalg).
 """
 from .flow import (basin_labels, expansion_rate, find_attractors, find_saddle, find_saddles, integrate,
                    jacobian, linearisation, saddle_normal, separatrix_point)
-from .kef import KEF, default_device, fit_kef
+from .kef import KEF, Recipe, Refinement, Training, default_device, fit_kef
 from .perturb import brute_force_flip, flip_verdict, flips, refine_flip, smallest_flip
 from .rnn import FlipFlopRNN, book_card, gru_vector_field, load_flipflop_gru
-from .sampling import MultiscaleGaussian, sampling_region, trajectory_pairs
+from .sampling import MultiscaleGaussian, Sampling, sampling_region, trajectory_pairs
 from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, bistable_nd, curved_bistable,
                       duffing, mutual_inhibition)
 from .validate import basin_agreement, grid, segment_clouds, separatrix_error, validate_kef

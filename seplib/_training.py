@@ -28,15 +28,18 @@ def _number_or(value, words, ok):
     return number if number is not None and ok(number) else None
 
 
-def check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_weight, pair_weight,
-                    anchor_weight):
-    """``(eigenvalue, flow_time, tol)`` with their numbers as floats, or a ValueError that names
-    the argument and what it may be."""
+def check_eigenvalue(eigenvalue):
+    """``eigenvalue`` as a float, or "auto", or a ValueError that says what it may be."""
     checked = _number_or(eigenvalue, ("auto",), lambda v: v > 0)
     if checked is None:
         raise ValueError(f"eigenvalue must be 'auto' or a finite number > 0, got {eigenvalue!r}: "
                          "a positive eigenvalue makes psi grow away from the separatrix")
-    eigenvalue = checked
+    return checked
+
+
+def check_training(epochs, batch_size, lr, tol, pair_weight, flow_time, balance_weight, anchor_weight):
+    """``(flow_time, tol)`` with their numbers as floats, or a ValueError that names the
+    setting and what it may be (``Training``'s checks)."""
     check_count(epochs, "epochs")
     check_count(batch_size, "batch_size")
     if batch_size < 2:
@@ -51,10 +54,11 @@ def check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol, balance_
     if checked is None and tol is not None:
         raise ValueError(f"tol must be None (run every epoch) or a fraction in [0, 1), got {tol!r}")
     tol = checked
-    for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight),
-                        ("anchor_weight", anchor_weight)):
+    for name, value in (("balance_weight", balance_weight), ("pair_weight", pair_weight)):
         check_positive(value, name, zero=True)
-    return eigenvalue, flow_time, tol
+    if anchor_weight is not None:
+        check_positive(anchor_weight, "anchor_weight", zero=True)
+    return flow_time, tol
 
 
 def check_field(field, sampler, device):

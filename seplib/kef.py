@@ -24,8 +24,9 @@ from tqdm.auto import tqdm
 
 from . import _fast, _training
 from .flow import _nearer
-from ._guards import _short, as_states, check_seed, finite_real
-from .sampling import DEFAULT_SCALES, MultiscaleGaussian, pair_ends, sampled_expansion_rate, sampled_saddles
+from ._guards import _short, as_ends, as_field, as_states, check_count, check_seed, finite_real
+from .sampling import (DEFAULT_SCALES, MultiscaleGaussian, Sampling, pair_ends, sampled_expansion_rate,
+                       sampled_saddles, sampling_region)
 
 # lambda = AUTO_EIGENVALUE_RATIO * mu, mu the saddle's unstable rate. Near the separatrix psi ~
 # distance^(lambda / mu): a ratio near 1 leaves psi's sign to tiny values far out, one near 0
@@ -370,126 +371,194 @@ def _train_step(net, rhs, eigenvalue, balance_weight, pair_weight, anchor_weight
     return loss.item()
 
 
-def fit_kef(field, dim, *, rhs="standard", eigenvalue="auto", scales=DEFAULT_SCALES, mean="auto", cov=None,
-            flow_time="auto", epochs=5000, tol=5e-3, batch_size=96, lr=3e-3, balance_weight=1.0,
-            pair_weight=10.0, attractors=None, anchor_weight=1.0, refine=None, segment=None, seed=0, device=None,
-            model=None, radial=None, progress=True, callback=None):
-    """Train a Koopman eigenfunction psi of ``field`` (a callable on ``Tensor[..., dim]``).
+class Training:
+    """How fit_kef trains: ``epochs`` Adam steps of ``batch_size`` samples per group, the
+    learning rate decaying from ``lr`` to ``lr / 100`` (cosine); ``batch_size`` trajectory pairs
+    (x(0), x(t)) per step, t up to ``flow_time`` ("auto": 1 / (2 lambda); None: no pairs),
+    weighted ``pair_weight``; the balance term weighted ``balance_weight``; the anchor (psi one
+    sign near a, the other near b, ``anchor_loss``) weighted ``anchor_weight`` (None: off).
+    ``tol``: stop once psi changed sign at fewer than this fraction of the probes since the
+    last check (``_training.StopRule``, every 500 epochs from epoch 1000); None: run every epoch.
+    ``Training.for_rhs(rhs)`` gives the default for an objective. Figures: benchmarks/RESULTS.md,
+    section 4."""
 
-    Each epoch draws ``batch_size`` points from each of the Gaussians N(mean, s * cov), s in
-    ``scales``, and takes one Adam step whose learning rate decays from ``lr`` to ``lr / 100``
-    over ``epochs`` (cosine); a step whose update has a root mean square above 1 (a sudden jump
-    of the gradient) is scaled down to it (``_fast.FlatAdam``). ``mean="auto"`` centres the
-    Gaussians on the saddle the flow has among samples of N(0, s * cov) (``find_saddles``;
-    several: their centre), since the separatrix passes through it; ``mean=None`` is the
-    origin. ``eigenvalue="auto"`` sets lambda to 0.4 times that saddle's unstable rate. Where
-    no saddle is found, both fall back with a warning that says so (the origin, and the flow's
-    largest expansion rate over the samples).
+    FIELDS = ("epochs", "batch_size", "lr", "tol", "pair_weight", "flow_time", "balance_weight", "anchor_weight")
 
-    Each step also takes ``batch_size`` pairs of states (x(0), x(t)) from trajectories of
-    ``PAIR_STARTS`` samples per scale, t up to ``flow_time`` (``"auto"``: 1 / (2 lambda)), and
-    asks that psi(x(t)) be psi(x(0)) carried along by the equation (``pair_loss``, weighted by
-    ``pair_weight``). Far out the flow is fast and leaves the Gaussians before it turns back;
-    the pairs reach across that gap. ``flow_time=None`` turns them off.
+    def __init__(self, epochs=4300, batch_size=192, lr=1e-2, tol=None, pair_weight=1.0, flow_time="auto",
+                 balance_weight=1.0, anchor_weight=None):
+        flow_time, tol = _training.check_training(epochs, batch_size, lr, tol, pair_weight, flow_time,
+                                                  balance_weight, anchor_weight)
+        self.epochs, self.batch_size, self.lr, self.tol = int(epochs), int(batch_size), float(lr), tol
+        self.pair_weight, self.flow_time, self.balance_weight = float(pair_weight), flow_time, float(balance_weight)
+        self.anchor_weight = None if anchor_weight is None else float(anchor_weight)
 
-    Training stops before ``epochs`` once the zero set has settled (``_training.StopRule``,
-    checked every 500 epochs from epoch 1000; ``tol=None`` runs every epoch). ``tol`` is 0.5%,
-    not less: the averaged weights lag the step's by about 1000 epochs, so after the last far
-    region takes its sign they still change it at 0.3-0.5% of the probes for two checks, and at
-    0.2% a run went on 1500 epochs past its targets (benchmarks/RESULTS.md, section 6). A psi of one sign at all the
-    probe samples at the end issues a RuntimeWarning: it found no separatrix. So does a training
-    that ran all its epochs without the rule being met, with the figures the rule last saw, and,
-    where a saddle was found, a psi without opposite signs around the two attractors at the ends
-    of its unstable manifold (another solution of the equation, whose zero set runs through one).
+    @classmethod
+    def for_rhs(cls, rhs):
+        """The default for an objective: the same time either way, a step on twice the batch
+        costing less than two (standard 4300 x 192, squashed and a callable R 8600 x 96)."""
+        return cls() if rhs == "standard" else cls(epochs=8600, batch_size=96)
 
-    ``attractors`` (two points, ``[2, dim]``) adds the anchor (``anchor_loss``, weighted by
-    ``anchor_weight``): psi one sign near each attractor, the other near the other, on samples
-    of the smallest scale around each. It rules out zero sets inside a basin in principle; how
-    much it helps in practice is in benchmarks/RESULTS.md (section 4).
+    def replace(self, **changes):
+        """A copy with some settings changed: ``training.replace(epochs=2000)``."""
+        unknown = set(changes) - set(self.FIELDS)
+        if unknown:
+            raise TypeError(f"Training has no setting {sorted(unknown)}; it has {list(self.FIELDS)}")
+        return Training(**({k: getattr(self, k) for k in self.FIELDS} | changes))
 
-    ``segment`` (two points a, b, ``[2, dim]``) adds one more group of samples around the
-    segment from a to b, drawn like ``segment_clouds``' points (``MultiscaleGaussian``): where
-    the Gaussians put few samples, between two attractors far from the saddle.
+    def __repr__(self):
+        return _rows("Training", [(k, getattr(self, k)) for k in self.FIELDS])
 
-    ``refine`` (the two attractors between which psi is the separatrix, ``[2, dim]``): after
-    training, the ``REFINE_STATES`` probe samples nearest psi's zero set are simulated to see
-    which attractor each reaches, and training goes on for ``REFINE_EPOCHS`` epochs from lr / 10
-    with their signs held too (``zero_set_labels``, ``sign_loss``). Far from the saddle psi is
-    tiny near its zero set and the equation barely sees where that zero set is; these states
-    are where psi is least sure, and a simulation there is worth the most.
 
-    The returned psi has the running average of the weights, not the last step's. ``model`` is
-    any module mapping [N, dim] to [N, 1]; by default a tanh MLP (``mlp``), which with
-    ``radial`` (a length r) also sees |x - c|^2 / r^2, c the samples' centre (``Radial``: in
-    many dimensions it lets psi bend with the distance from c). ``callback(epoch,
-    kef)``, if given, runs after every step and sees the step's weights. Returns a ``KEF`` with
-    ``eigenvalue`` (the lambda used), ``loss_history_`` and ``fit_seconds_`` (set-up included).
+class Refinement:
+    """After training, the ``states`` probe samples nearest psi's zero set are simulated to a
+    or b, and training goes on ``epochs`` more epochs from lr / 10 with their signs held
+    (``zero_set_labels``, ``sign_loss``): far from the saddle the equation barely sees where
+    the zero set is, and a few thousand trajectories tell."""
+
+    def __init__(self, states=REFINE_STATES, epochs=REFINE_EPOCHS):
+        check_count(states, "states")
+        check_count(epochs, "epochs")
+        self.states, self.epochs = int(states), int(epochs)
+
+    def __repr__(self):
+        return _rows("Refinement", [("states", self.states), ("epochs", self.epochs)])
+
+
+def _rows(name, rows):
+    return name + "\n" + "\n".join(f"  {k:<15} {v}" for k, v in rows)
+
+
+class Recipe:
+    """Everything fit_kef does besides the user's settings: where to sample (``Sampling``;
+    "auto": ``sampling_region(field, a, b)``), how to train (``Training``; "auto":
+    ``Training.for_rhs(rhs)``), how to refine (``Refinement``; None: not at all) and the network
+    (``model``: a module mapping [N, d] to [N, 1], trained in place; None: ``mlp``). ``print(recipe)``
+    shows it. The default holds from d = 2 to 128 (benchmarks/RESULTS.md, section 4);
+    ``Recipe.low_dim()`` is the switch for one to three dimensions."""
+
+    def __init__(self, sampling="auto", training="auto", refinement=Refinement(), model=None):
+        if not (sampling == "auto" if isinstance(sampling, str) else isinstance(sampling, Sampling)):
+            raise ValueError(f"sampling must be 'auto' or a seplib.Sampling, got {sampling!r}")
+        if not (training == "auto" if isinstance(training, str) else isinstance(training, Training)):
+            raise ValueError(f"training must be 'auto' or a seplib.Training, got {training!r}")
+        if refinement is not None and not isinstance(refinement, Refinement):
+            raise ValueError(f"refinement must be None or a seplib.Refinement, got {refinement!r}")
+        if model is not None and not isinstance(model, nn.Module):
+            raise ValueError(f"model must be None or a torch.nn.Module mapping [N, d] to [N, 1], got "
+                             f"{type(model).__name__}")
+        self.sampling, self.training, self.refinement, self.model = sampling, training, refinement, model
+
+    @classmethod
+    def low_dim(cls, scales=DEFAULT_SCALES, **training):
+        """The switch for one to three dimensions: isotropic Gaussians N(saddle, s I), s in
+        ``scales``, around the saddle found from samples around the origin; 5000 epochs of 96 at
+        lr 3e-3, pairs weighted 10, stopped once the zero set settles (tol 0.5%); no segment
+        group, radial input or refinement. ``training`` changes its ``Training`` (flow_time=None,
+        ...). Why the default is not used in 2-D: benchmarks/RESULTS.md, section 7."""
+        settings = dict(epochs=5000, batch_size=96, lr=3e-3, tol=5e-3, pair_weight=10.0) | training
+        return cls(Sampling("auto", "identity", scales), Training(**settings), None)
+
+    def __repr__(self):
+        parts = [("sampling", "sampling_region(field, a, b)" if self.sampling == "auto" else self.sampling),
+                 ("training", "Training.for_rhs(rhs)" if self.training == "auto" else self.training),
+                 ("refinement", self.refinement), ("model", "mlp (tanh, 3 x 96)" if self.model is None
+                                                   else type(self.model).__name__)]
+        return "Recipe\n" + "\n".join(f"  {k}: " + str(v).replace("\n", "\n  ") for k, v in parts)
+
+
+def fit_kef(field, a, b, *, rhs="standard", eigenvalue="auto", epochs=None, seed=0, device=None, progress=True,
+            recipe=None):
+    """Train psi for the separatrix between attractors ``a`` and ``b`` of ``field`` (a callable
+    on ``Tensor[..., d]``; d is ``len(a)``), in any dimension. Returns a ``KEF``.
+
+    ``rhs``: "standard" (R(psi) = psi), "squashed" (psi - psi^3) or a callable R.
+    ``eigenvalue``: lambda > 0; "auto" is 0.4 times the saddle's unstable rate.
+    ``epochs``: None keeps the recipe's. ``device``: None is CUDA when present.
+    ``recipe``: a ``Recipe`` (where to sample, how to train and refine, the network); None is
+    ``Recipe()``: ``sampling_region(field, a, b)``, ``Training.for_rhs(rhs)``, ``Refinement()``.
+
+    Each epoch samples every group of the region and takes one Adam step on the loss: the
+    residual of the equation (``kef_loss``), trajectory pairs (``pair_loss``), the balance of
+    signs, and, after training, psi's sign at simulated states near its zero set
+    (``Refinement``). psi gets the running average of the weights. It warns where psi finds no
+    separatrix, never settles (with a stop rule), or does not split the saddle's two attractors.
     """
-    eigenvalue, flow_time, tol = _training.check_arguments(eigenvalue, epochs, batch_size, flow_time, lr, tol,
-                                                           balance_weight, pair_weight, anchor_weight)
-    check_seed(seed)
-    if callback is not None and not callable(callback):
-        raise TypeError(f"callback must be a callable callback(epoch, kef) or None, got {type(callback).__name__}")
-    if radial is not None and model is not None:
-        raise ValueError("radial= shapes the default network; with model= put a seplib.kef.Radial "
-                         "first in your own model instead")
-    if radial is not None and not Radial.valid_radius(radial):
-        raise ValueError(f"radial must be a finite radius > 0 (a length, e.g. |b - a|), got {radial!r}"
-                         + (" (sampling_region's radial=True puts |b - a| here)" if radial is True else ""))
-    if refine is not None:
-        refine = _training.two_points(refine, dim, "refine")
+    return _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe)
+
+
+def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, callback=None, run_all=False):
+    """fit_kef, and with ``callback(epoch, kef)`` after every step (which sees the step's weights)
+    and, with ``run_all``, no stop rule."""
     start = time.perf_counter()
+    recipe = Recipe() if recipe is None else recipe
+    if not isinstance(recipe, Recipe):
+        raise ValueError(f"recipe must be None or a seplib.Recipe, got {type(recipe).__name__}")
     resolve_rhs(rhs)   # a name it knows, or a callable
-    centre = isinstance(mean, str)
-    if centre and mean != "auto":
-        raise ValueError(f"mean must be 'auto', None (the origin) or a point, got {mean!r}")
-    sampler = MultiscaleGaussian(dim, scales, None if centre else mean, cov, segment)
+    eigenvalue = _training.check_eigenvalue(eigenvalue)
+    check_seed(seed)
+    a, b = as_ends(a, b, torch.float32)
+    dim = len(a)
+    training = Training.for_rhs(rhs) if recipe.training == "auto" else recipe.training
+    if epochs is not None or run_all:
+        training = training.replace(epochs=training.epochs if epochs is None else epochs,
+                                    tol=None if run_all else training.tol)
     try:
         device = torch.device(device) if device is not None else default_device()
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
+    field = as_field(field, dim)
+    sampling = sampling_region(field, a, b) if recipe.sampling == "auto" else recipe.sampling
+    radius = sampling.radius(a, b)
+    if radius is not None and recipe.model is not None:
+        raise ValueError("the Sampling's radial feature shapes the default network; with a model of your own "
+                         "put a seplib.kef.Radial first in it and set Sampling(radial=None)")
+    sampler = sampling.sampler(a, b)
     field = _training.check_field(field, sampler, device)
-    saddle = None
+    centre, saddle = isinstance(sampling.centre, str), None
+    if eigenvalue == "auto" and sampling.rate is not None:
+        eigenvalue = AUTO_EIGENVALUE_RATIO * sampling.rate
     if centre or eigenvalue == "auto":
         sampler, auto, saddle = _auto_settings(field, sampler, centre, eigenvalue == "auto", seed, device)
         eigenvalue = auto if eigenvalue == "auto" else eigenvalue
     probes = sampler.sample(PAIR_STARTS, torch.Generator().manual_seed(seed + 2), device=device).reshape(-1, dim)
     pairs = None
-    if flow_time is not None:   # (which probe each pair starts from, its end, t)
-        pairs = pair_ends(field, probes, AUTO_FLOW_TIME / eigenvalue if flow_time == "auto" else flow_time)
+    if training.flow_time is not None:   # (which probe each pair starts from, its end, t)
+        longest = AUTO_FLOW_TIME / eigenvalue if training.flow_time == "auto" else training.flow_time
+        pairs = pair_ends(field, probes, longest)
+    model = recipe.model
     if model is None:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = mlp(dim, radial=None if radial is None else (sampler.mean, radial))
-    if not isinstance(model, nn.Module):
-        raise ValueError(f"model must be a torch.nn.Module mapping [N, {dim}] to [N, 1], got "
-                         f"{type(model).__name__}")
+            model = mlp(dim, radial=None if radius is None else (sampler.mean, radius))
     net = model.to(device)
     _training.check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
     kef.mean_ = sampler.mean.clone()
 
-    near = _training.near_attractors(attractors, sampler, device)
-    step_args = (rhs, eigenvalue, balance_weight, pair_weight, None if near is None else anchor_weight,
+    ends = torch.stack((a, b)).double()
+    near = _training.near_attractors(None if training.anchor_weight is None else ends, sampler, device)
+    step_args = (rhs, eigenvalue, training.balance_weight, training.pair_weight, training.anchor_weight,
                  BOUNDS[rhs] if isinstance(rhs, str) else None)
     name = f"KEF ({rhs if isinstance(rhs, str) else 'custom'})"
 
     def batches(epochs, seed, labelled=None):
-        return _training.Batches(field, sampler, probes, pairs, batch_size, epochs, seed, device, SAMPLE_BLOCK,
-                                 FIELD_CHUNK, near, labelled)
+        return _training.Batches(field, sampler, probes, pairs, training.batch_size, epochs, seed, device,
+                                 SAMPLE_BLOCK, FIELD_CHUNK, near, labelled)
 
-    stop = _training.StopRule(probes, pairs, tol, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
-    stopped = _train(net, kef, batches(epochs, seed), epochs, lr, step_args, stop, callback, progress, name)
-    if refine is not None:
-        labelled = zero_set_labels(net, field, probes, sampler.groups, refine.to(probes), REFINE_STATES)
+    stop = _training.StopRule(probes, pairs, training.tol, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
+    stopped = _train(net, kef, batches(training.epochs, seed), training.epochs, training.lr, step_args, stop,
+                     callback, progress, name)
+    if recipe.refinement is not None:
+        refine = recipe.refinement
+        labelled = zero_set_labels(net, field, probes, sampler.groups, ends.to(probes), refine.states)
         no_stop = _training.StopRule(probes, pairs, None, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
-        _train(net, kef, batches(REFINE_EPOCHS, seed + 3, labelled), REFINE_EPOCHS, lr / 10, step_args, no_stop,
-               callback, progress, name + " refined")
+        _train(net, kef, batches(refine.epochs, seed + 3, labelled), refine.epochs, training.lr / 10, step_args,
+               no_stop, callback, progress, name + " refined")
     if not _training.warn_if_one_signed(net, probes):
         if saddle is not None:
             _training.warn_if_ends_not_split(net, field, saddle, sampler)
         if not stopped:
-            stop.warn_unsettled(net, epochs)
+            stop.warn_unsettled(net, training.epochs)
     kef.fit_seconds_ = time.perf_counter() - start   # the checks above included
     return kef
 
@@ -525,12 +594,11 @@ def _train(net, kef, batches, epochs, lr, step_args, stop, callback, progress, n
     return stopped
 
 
-def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):
+def fit_kef_snapshots(field, a, b, at_epochs, **fit_kw):
     """Train once for ``max(at_epochs)`` epochs, with no early stop, and return a frozen copy of
     psi at each of ``at_epochs``: one training shows how the zero set settles. The last is the
-    returned psi (averaged weights); the others have the weights of their epoch. With
-    ``refine=`` the last also has the refinement's ``REFINE_EPOCHS`` epochs, run after
-    ``max(at_epochs)``."""
+    returned psi (averaged weights, after the recipe's refinement if it has one); the others
+    have the weights of their epoch. ``fit_kw`` are fit_kef's keyword arguments but epochs."""
     at = sorted(set(int(e) for e in at_epochs))
     copies = {}
 
@@ -538,5 +606,11 @@ def fit_kef_snapshots(field, dim, at_epochs, **fit_kw):
         if epoch in at:
             copies[epoch] = copy.deepcopy(kef).eval()
 
-    final = fit_kef(field, dim, epochs=at[-1], tol=None, callback=keep, **fit_kw)
+    settings = dict(rhs="standard", eigenvalue="auto", seed=0, device=None, progress=True, recipe=None)
+    unknown = set(fit_kw) - set(settings)
+    if unknown:
+        raise TypeError(f"fit_kef_snapshots takes fit_kef's keyword arguments but epochs, got {sorted(unknown)}")
+    settings |= fit_kw
+    final = _fit(field, a, b, settings["rhs"], settings["eigenvalue"], at[-1], settings["seed"], settings["device"],
+                 settings["progress"], settings["recipe"], callback=keep, run_all=True)
     return [copies[e] for e in at[:-1]] + [final]

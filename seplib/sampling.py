@@ -5,15 +5,11 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_ends, as_field, as_states, check_count, check_positive
+from ._guards import _short, as_ends, as_field, as_point, as_states, check_count, check_positive, finite_real
 from .flow import expansion_rate, find_saddles, integrate, saddle_normal, separatrix_point
 
 # The covariance scales of the reference tutorial, used by default throughout seplib.
 DEFAULT_SCALES = (0.01, 0.1, 0.5, 1.0, 2.0, 4.0)
-# sampling_region's training length per objective: the same time either way (a step on twice the
-# batch costs less than two); see its docstring and benchmarks/RESULTS.md, section 4
-STANDARD_STEPS = {"epochs": 4300, "batch_size": 192}
-SQUASHED_STEPS = {"epochs": 8600, "batch_size": 96}
 # the norms of the offsets around a segment, as fractions of |b - a|: segment_clouds' defaults and
 # MultiscaleGaussian(segment=)'s group, the space between the attractors that basin agreement scores
 SEGMENT_NORMS = (0.1, 1.0)
@@ -115,111 +111,151 @@ def sampled_saddles(field, sampler, seed=0, device="cpu"):
     return find_saddles(field, x.reshape(-1, sampler.dim))
 
 
-def sampling_region(field, a, b, rhs="standard", T=60.0, saddle="auto", radial=True):
-    """How to train psi for the separatrix between attractors ``a`` and ``b``, in any dimension:
-    a dict of ``fit_kef`` keyword arguments.
+class Sampling:
+    """Where fit_kef puts its samples, for the separatrix between attractors a and b: a small
+    object a chapter can print (``print(region)``) and change (``region.replace(radial=None)``).
 
-        a, b = sl.find_attractors(field, dim)
-        kef = sl.fit_kef(field, dim, **sl.sampling_region(field, a, b))
-
-    - Where: Gaussians with covariance |b - a|^2 (I / d + e e^T), e the unit vector from a to b.
-      The first term puts the scale-1 cloud at about |b - a| from the centre whatever d is; the
-      second spreads it along the segment. Without it almost every sample of a curved
-      separatrix's region lies in one basin in many dimensions (a random direction is nearly
-      orthogonal to b - a), and psi's sign there follows no basin.
-    - And one more group around the segment itself (``fit_kef(segment=(a, b))``): a point of
-      the segment, uniform, plus a random direction times a norm uniform in 0.1-1 x |b - a|,
-      the law of ``segment_clouds``, the space between the attractors that basin agreement
-      scores. The Gaussians, centred on the saddle, put few samples far off the segment near
-      its ends, where psi's sign went wrong. On the book's 64-unit GRU this group took basin
-      agreement from 0.988-0.990 to 0.991-0.994 over six fits, and it raised it on three more
-      GRUs and on bistable_nd (benchmarks/RESULTS.md, section 4). No state is labelled for it:
-      it is where the equation is asked to hold.
-    - Centred on the saddle, where the separatrix is pinned. ``saddle="auto"`` finds it:
-      ``find_saddles`` (Newton's method on f = 0) from such Gaussians around the separatrix
-      point of the segment (bisection on the ODE), the saddle nearest that point if several.
-      Where it finds none it warns and centres on the separatrix point. ``saddle`` may also be
-      a point (from ``find_saddle`` or a network's card), or None: the separatrix point, with
-      lambda from the flow's expansion rate over the samples (``sampled_expansion_rate``).
-    - lambda = ``AUTO_EIGENVALUE_RATIO`` (0.4) times the saddle's unstable rate mu, for both
-      objectives, as fit_kef does in two dimensions. (The squashed objective once took mu itself;
-      on our 64-unit GRUs its psi stays small, where psi - psi^3 ~ psi and a ratio of 1 leaves
-      the sign far out to tiny values.)
-    - How: no early stop, at a learning rate of 1e-2 (more than ``fit_kef``'s 3e-3: it moved the
-      standard objective's zero set onto the separatrix at d = 32); 4300 epochs of 192 samples per
-      group for the standard objective, 8600 of 96 for the squashed one, about the same time,
-      each then 1000 more with ``refine`` (below). (5000 and 10000 before the segment's group
-      came: with it each epoch draws 7 groups, not 6, and 6/7 of the epochs keep the time.) The
-      larger batch raised the standard psi's basin agreement on our 64-unit GRU from 0.979-0.988 to 0.9896-0.9923 over six fit seeds
-      (before ``refine``); the squashed psi's crossings moved off with it, so that objective keeps
-      the smaller batch. Trajectory pairs (``flow_time="auto"``) are weighted 1, not ``fit_kef``'s
-      10. The pairs carry psi's sign from where the Gaussians put many samples to where they put
-      few, far from the saddle: on our 64-unit GRU they raised the worst basin agreement over six
-      seeds from 0.977 to 0.986 (squashed) and from 0.976 to 0.980 (standard). (With samples
-      spread evenly around the separatrix point, before the region was spread along the segment,
-      they had pulled the zero set off the separatrix.)
-    - Then ``refine=(a, b)``: the 2000 samples nearest psi's zero set are simulated to see
-      which attractor each reaches, and training goes on with their signs held
-      (``fit_kef(refine=)``). Far from the saddle the equation barely sees where the zero set
-      is; there a few thousand trajectories tell. With lambda 0.4 mu it took the squashed
-      psi on our two tuning GRUs from 0.953-0.991 to 0.991-0.996, every target met; on the
-      book's GRU and on bistable_nd, held out, agreement moved within the scatter between runs.
-    - What: with ``radial`` (the default) the network also sees |x - saddle|^2 / |b - a|^2
-      (``fit_kef(radial=)``, ``kef.Radial``). A state a distance r off the segment in a random
-      direction sees the separatrix's mean curvature, so there it bends with r alone; the
-      feature gives psi that bend in one unit. On bistable_nd at d = 128 it took basin
-      agreement from 0.976-0.990 to 0.990-0.994 over both objectives and three systems; on our
-      64-unit GRU it moved it within the spread between fit seeds.
-    On bistable_nd the separatrix point is the saddle and the sampled rate is its rate. On our
-    64-unit GRU the separatrix point is 1.16 from the saddle (|b - a| = 5.57), and the sampled
-    rate is 2.3 times the saddle's: there the saddle took the median crossing error from 3% of
-    |b - a| to 0.2-0.4%. The figures behind these choices are in benchmarks/RESULTS.md
-    (section 4).
+    - ``centre``: a point (the saddle, where the separatrix is pinned); ``"auto"``: the saddles
+      Newton's method reaches from samples around the origin (their centre), found at training;
+      None: the origin.
+    - ``cov``: ``"segment"``, |b - a|^2 (I / d + e e^T) with e the unit vector along b - a (the
+      scale-1 cloud about |b - a| from the centre in any d, spread along the segment);
+      ``"identity"``; or a ``[d, d]`` matrix.
+    - ``scales``: one Gaussian N(centre, s cov) per scale s.
+    - ``segment``: one more group of samples around the segment a-b, drawn like
+      ``segment_clouds``' points.
+    - ``radial``: a length r: the network also sees |x - centre|^2 / r^2 (``kef.Radial``);
+      ``"segment"``: r = |b - a|; None: it does not.
+    - ``rate``: the flow's unstable rate at the centre when known (lambda "auto" is 0.4 times
+      it); None: fit_kef finds it from the samples.
+    Why each choice: benchmarks/RESULTS.md, section 4.
     """
-    if rhs not in ("standard", "squashed"):
-        raise ValueError(f"rhs must be 'standard' or 'squashed', got {rhs!r}")
+
+    def __init__(self, centre="auto", cov="identity", scales=DEFAULT_SCALES, segment=False, radial=None,
+                 rate=None):
+        if isinstance(centre, str) and centre != "auto":
+            raise ValueError(f"centre must be 'auto', None (the origin) or a point, got {centre!r}")
+        if isinstance(cov, str) and cov not in ("segment", "identity"):
+            raise ValueError(f"cov must be 'segment', 'identity' or a [d, d] matrix, got {cov!r}")
+        if not isinstance(segment, bool):
+            raise ValueError(f"segment must be True (one group of samples around the segment a-b) or False, "
+                             f"got {segment!r}")
+        if radial is not None and radial != "segment" and not _positive(radial):
+            raise ValueError(f"radial must be None, 'segment' (|b - a|) or a finite length > 0, got {radial!r}")
+        if rate is not None and not _positive(rate):
+            raise ValueError(f"rate must be None or the saddle's unstable rate, a finite number > 0, got {rate!r}")
+        if not isinstance(centre, str) and centre is not None:
+            centre = as_point(centre, "centre")
+        self.centre, self.cov, self.segment, self.radial = centre, cov, segment, radial
+        self.scales = tuple(float(s) for s in torch.as_tensor(scales, dtype=torch.float64).flatten())
+        self.rate = None if rate is None else float(rate)
+        MultiscaleGaussian(1, self.scales)   # refuses empty or non-positive scales now, not at training
+
+    def replace(self, **changes):
+        """A copy with some settings changed: ``region.replace(radial=None)``."""
+        kept = dict(centre=self.centre, cov=self.cov, scales=self.scales, segment=self.segment,
+                    radial=self.radial, rate=self.rate)
+        unknown = set(changes) - set(kept)
+        if unknown:
+            raise TypeError(f"Sampling has no setting {sorted(unknown)}; it has {sorted(kept)}")
+        return Sampling(**(kept | changes))
+
+    def sampler(self, a, b):
+        """The ``MultiscaleGaussian`` these settings give for attractors ``a``, ``b`` (checked
+        float32 points of one dimension)."""
+        d = len(a)
+        if isinstance(self.cov, str) and self.cov == "segment":
+            distance = (b - a).norm()
+            e = (b - a) / distance
+            cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
+        else:
+            cov = None if isinstance(self.cov, str) else self.cov
+        mean = None if isinstance(self.centre, str) else self.centre
+        if mean is not None and len(mean) != d:
+            raise ValueError(f"Sampling's centre has dimension {len(mean)}, the attractors {d}")
+        return MultiscaleGaussian(d, self.scales, mean, cov, (a, b) if self.segment else None)
+
+    def radius(self, a, b):
+        """The radial feature's length for attractors a, b, or None."""
+        if self.radial is None:
+            return None
+        return (b - a).norm().item() if self.radial == "segment" else float(self.radial)
+
+    def __repr__(self):
+        if isinstance(self.centre, str):
+            centre = "the saddle found from samples around the origin"
+        elif self.centre is None:
+            centre = "the origin"
+        else:
+            centre = f"{_short(self.centre, 4)} (d = {len(self.centre)})"
+        if isinstance(self.cov, str):
+            cov = "|b - a|^2 (I/d + e e^T), e along b - a" if self.cov == "segment" else "I"
+        else:
+            cov = f"a {tuple(self.cov.shape)} matrix" if torch.is_tensor(self.cov) else "a matrix"
+        if self.radial is None:
+            radial = "no"
+        elif self.radial == "segment":
+            radial = "|x - centre|^2 / |b - a|^2"
+        else:
+            radial = f"|x - centre|^2 / {self.radial:g}^2"
+        rows = [("centre", centre), ("cov", cov), ("scales", ", ".join(f"{s:g}" for s in self.scales)),
+                ("segment", "yes: one more group around the segment a-b" if self.segment else "no"),
+                ("radial", radial),
+                ("rate", "found from the samples" if self.rate is None else f"{self.rate:.4g} (unstable, at the centre)")]
+        return "Sampling\n" + "\n".join(f"  {k:<8} {v}" for k, v in rows)
+
+
+def _positive(value):
+    number = finite_real(value)
+    return number is not None and number > 0
+
+
+def sampling_region(field, a, b, saddle="auto", T=60.0):
+    """Where to sample for the separatrix between attractors ``a`` and ``b``, in any dimension:
+    the ``Sampling`` that ``fit_kef(field, a, b)`` uses by default.
+
+    Gaussians N(saddle, s |b - a|^2 (I / d + e e^T)), e along b - a, spread along the segment
+    (without that, in many dimensions almost every sample of a curved separatrix's region lies
+    in one basin); one more group around the segment itself; the network also sees
+    |x - saddle|^2 / |b - a|^2 (far out the separatrix bends with the distance alone).
+
+    ``saddle="auto"`` finds the saddle: Newton's method on f = 0 from such Gaussians around
+    the separatrix point of the segment (bisection on the ODE), the saddle nearest that point
+    if several; where none is found it warns, centres on the separatrix point and takes the
+    rate from the flow's expansion rate there. ``saddle`` may also be a
+    point (from ``find_saddle`` or a network's card), or None (the separatrix point). The
+    figures behind each choice are in benchmarks/RESULTS.md, section 4.
+    """
     if isinstance(saddle, str) and saddle != "auto":
         raise ValueError(f"saddle must be 'auto', None or a point, got {saddle!r}")
-    if not isinstance(radial, bool):
-        raise ValueError(f"radial must be True (the network also sees |x - saddle|^2) or False, got {radial!r}")
     a, b = as_ends(a, b, torch.float32)
-    distance = (b - a).norm()
-    d = len(a)
-    e = (b - a) / distance
-    cov = distance**2 * (torch.eye(d) / d + torch.outer(e, e))
+    region = Sampling(None, "segment", segment=True, radial="segment")
+    rate = None
     if saddle is None or isinstance(saddle, str):
         # to 2^-12 of |b - a| where Newton's method then finds the saddle; 30 halvings otherwise
         mean = separatrix_point(field, a, b, T, n_iter=12 if saddle == "auto" else 30)
-        sampler = MultiscaleGaussian(d, DEFAULT_SCALES, mean, cov)
-        found = sampled_saddles(field, sampler)[0] if saddle == "auto" else None
+        around = region.replace(centre=mean, segment=False).sampler(a, b)
+        found = sampled_saddles(field, around)[0] if saddle == "auto" else None
         if found is not None and len(found):
             saddle = found[(found - mean).norm(dim=-1).argmin()]
         else:
             if found is not None:
-                warnings.warn("sampling_region found no saddle near the separatrix point (Newton's method "
-                              "on f = 0 from the samples reached none with one unstable direction), so the "
-                              f"samples are centred on the separatrix point {_short(mean)} and lambda comes "
+                warnings.warn("sampling_region found no saddle near the separatrix point (Newton's "
+                              "method on f = 0 from the samples reached none with one unstable direction), so "
+                              f"the samples are centred on the separatrix point {_short(mean)} and lambda comes "
                               "from the flow's expansion rate over them. Pass saddle= (e.g. from "
                               "sl.find_saddle) if you know it", RuntimeWarning, stacklevel=2)
-            rate, saddle = sampled_expansion_rate(field, sampler), None
+            rate = sampled_expansion_rate(field, around)
     if saddle is not None:
         try:
             mean = torch.as_tensor(saddle, dtype=a.dtype).flatten()
         except (TypeError, RuntimeError, ValueError):   # not numbers
             mean = torch.full((0,), float("nan"))
         if mean.shape != a.shape or not torch.isfinite(mean).all():
-            raise ValueError(f"saddle must be a finite point of dimension {d} (e.g. from sl.find_saddle), "
+            raise ValueError(f"saddle must be a finite point of dimension {len(a)} (e.g. from sl.find_saddle), "
                              f"got shape {tuple(mean.shape)}")
         rate, _ = saddle_normal(field, mean)   # refuses a point that is not a saddle
-    ends = torch.stack((a, b))
-    region = {"mean": mean, "cov": cov, "rhs": rhs, "flow_time": "auto", "pair_weight": 1.0, "tol": None,
-              "lr": 1e-2, "refine": ends, "segment": ends}
-    region.update(STANDARD_STEPS if rhs == "standard" else SQUASHED_STEPS)
-    from .kef import AUTO_EIGENVALUE_RATIO   # kef imports this module
-    region["eigenvalue"] = AUTO_EIGENVALUE_RATIO * rate
-    if radial:
-        region["radial"] = distance.item()
-    return region
+    return region.replace(centre=mean, rate=rate)
 
 
 def trajectory_pairs(field, x0, longest, n_times=8):

@@ -9,10 +9,12 @@ import io
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import torch
 from IPython.display import HTML, display
 
 from ._guards import check_positive
-from .kef import auto_eigenvalue, fit_kef
+from ._guards import as_ends
+from .kef import Recipe, auto_eigenvalue, fit_kef
 from .plots import kef_levels
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian
 
@@ -35,22 +37,25 @@ def _epochs_run(kef, default):
     return len(getattr(kef, "loss_history_", [])) or default
 
 
-def kef_panel(field, dim=2, kef=None, eigenvalue="auto", largest_scale=4.0, epochs=5000,
+def kef_panel(field, a, b, kef=None, eigenvalue="auto", largest_scale=4.0, epochs=5000,
               rhs="standard", device=None, seed=0, **plot_kw):
     """Sliders for the eigenvalue, the largest sampling scale and the most epochs, a choice of
     objective, a Train button, a progress bar and a live figure of psi's level sets.
 
     The default figure (of ``kef`` if given, else trained now with the default settings) is
     displayed first as a plain figure; the eigenvalue slider starts at its lambda (with
-    ``eigenvalue="auto"``, 0.4 times the unstable rate of the saddle that fit_kef finds). ``plot_kw`` goes to
-    ``plots.kef_levels`` (field, lo, hi, attractors, true_separatrix, ...). Returns the panel.
+    ``eigenvalue="auto"``, 0.4 times the unstable rate of the saddle that fit_kef finds). It
+    trains with ``Recipe.low_dim(scales)``, the scales stretched to the slider's largest, for
+    the attractors ``a`` and ``b``. ``plot_kw`` goes to ``plots.kef_levels`` (field, lo, hi,
+    attractors, true_separatrix, ...). Returns the panel.
     """
     check_positive(largest_scale, "largest_scale", "a finite scale")
+    dim = len(as_ends(a, b, torch.float32)[0])
     plot_kw.setdefault("field", field)
 
     def train(eig, largest, n_epochs, objective, progress):
-        return fit_kef(field, dim, rhs=objective, eigenvalue=eig, scales=scales_up_to(largest),
-                       epochs=n_epochs, device=device, seed=seed, progress=progress)
+        return fit_kef(field, a, b, rhs=objective, eigenvalue=eig, epochs=n_epochs, device=device, seed=seed,
+                       progress=progress, recipe=Recipe.low_dim(scales_up_to(largest)))
 
     if kef is None:
         kef = train(eigenvalue, largest_scale, epochs, rhs, progress=False)
