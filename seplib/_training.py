@@ -69,8 +69,18 @@ def check_field(field, sampler, device):
     with torch.no_grad():
         out = field(probe)
     finite_or_raise(out, "the field's value", "training did not start", "check f on the sampled region "
-                    "(mean, cov, scales), or clip the field", points=probe)
+                    "(the recipe's Sampling: centre, cov, scales), or clip the field", points=probe)
     return field
+
+
+def check_field_at_ends(field, a, b):
+    """One call of the field at a, b and their midpoint: a value of the wrong shape or type, or
+    NaN there, is refused before anything integrates it."""
+    points = torch.stack((a, b, (a + b) / 2))
+    with torch.no_grad():
+        out = field(points)
+    finite_or_raise(out, "the field's value", "training did not start", "check f at and between the "
+                    "attractors", points=points)
 
 
 def check_model(net, dim, device):
@@ -116,8 +126,8 @@ class Batches:
         with torch.no_grad():
             fxs = torch.cat([self.field(x) for x in xs.reshape(-1, dim).split(self.chunk)]).view(xs.shape)
         finite_or_raise(fxs, "the field's value", f"training stopped at epoch {epoch} (of the samples of "
-                        f"epochs {epoch}-{epoch + k - 1})", "check f on the sampled region (mean, cov, "
-                        "scales), or clip the field", points=xs.reshape(-1, dim))
+                        f"epochs {epoch}-{epoch + k - 1})", "check f on the sampled region (the recipe's "
+                        "Sampling), or clip the field", points=xs.reshape(-1, dim))
         # [n_scales, k * b, d] -> [k, n_scales * b, d]: one row block per epoch
         xs, fxs = (a.reshape(-1, k, b, dim).transpose(0, 1).reshape(k, self.n, dim) for a in (xs, fxs))
         self.ts = None
@@ -245,8 +255,8 @@ def warn_if_one_signed(net, probes):
         positive = (net(probes) > 0).float().mean().item()
     if positive in (0.0, 1.0):
         warnings.warn(f"psi is {'positive' if positive else 'negative'} at all {len(probes)} probe samples: it "
-                      "found no separatrix where it sampled. Check that the samples (mean, cov, scales) cover "
-                      "both basins, or train longer or with a larger balance_weight", RuntimeWarning, stacklevel=3)
+                      "found no separatrix where it sampled. Check that the samples (the recipe's Sampling: centre, cov, "
+                      "scales) cover both basins, or train longer or with a larger Training(balance_weight=)", RuntimeWarning, stacklevel=3)
         return True
     return False
 
@@ -278,5 +288,5 @@ def warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
                   f"leads to: around {at}, where it should have one sign around each and opposite signs. "
                   "Its zero set runs near or through an attractor: psi may be another solution of the "
                   "same equation, not this saddle's separatrix. Check it with seplib.validate_kef; try "
-                  "another seed or the other objective (rhs=), or pass attractors= for the anchor",
+                  "another seed or the other objective (rhs=), or set Training(anchor_weight=1.0) for the anchor",
                   RuntimeWarning, stacklevel=3)

@@ -436,8 +436,8 @@ def find_saddles(field, x, starts=32, steps=40, tol=1e-4):
     J = jacobian(field, x)
     finite_or_raise(torch.cat((J, speed[:, None, None].expand(-1, 1, x.shape[-1])), dim=1),
                     "the field or its Jacobian", "torch.linalg.eigvals (in find_saddles) was not called",
-                    _CHECK_NEAR + "; in fit_kef, move the samples (mean, cov, scales) or pass mean= "
-                    "and eigenvalue= yourself", points=x)
+                    _CHECK_NEAR + "; in fit_kef, move the samples (the recipe's Sampling: centre, cov, "
+                    "scales) or pass its centre and eigenvalue= yourself", points=x)
     centre = x.mean(dim=0)
     extent = (x - centre).norm(dim=-1)
     empty = x.new_zeros(0, x.shape[-1]), x.new_zeros(0)
@@ -499,7 +499,7 @@ def expansion_rate(field, x, q=0.99):
         raise ValueError("x holds no points: give the states around which to measure the rate, [N, d]")
     J = jacobian(field, x)
     finite_or_raise(J, "the field's Jacobian", "torch.linalg.eigvals (in expansion_rate) was not called",
-                    _CHECK_NEAR + "; in fit_kef, move the samples (mean, cov, scales) or pass "
-                    "eigenvalue= yourself", points=x)
+                    _CHECK_NEAR + "; in fit_kef, move the samples (the recipe's Sampling: centre, cov, "
+                    "scales) or pass eigenvalue= yourself", points=x)
     growth = torch.linalg.eigvals(J.double()).real.max(dim=-1).values
     return torch.quantile(growth, q).item()

@@ -290,11 +290,11 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     except FloatingPointError as err:   # integrate's: a trajectory blew up
         raise FloatingPointError(f"refine: integrating the field from the states nearest psi's zero set "
                                  f"failed ({err.__cause__}): the field is NaN, inf or too stiff along their "
-                                 "trajectories; check f there, or pass refine=None") from err
+                                 "trajectories; check f there, or pass a Recipe with refinement=None") from err
     keep = torch.isfinite(end).all(dim=-1)
     if not keep.any():
         raise FloatingPointError("refine: every trajectory from the states nearest psi's zero set left the "
-                                 "floats (inf or NaN): check the field there, or pass refine=None")
+                                 "floats (inf or NaN): check the field there, or pass a Recipe with refinement=None")
     with torch.no_grad():
         b_positive = (net(b[None]) > net(a[None])).item()
     y = torch.where(to_b == b_positive, 1.0, -1.0).to(probes.dtype)
@@ -324,8 +324,8 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
                         "overestimates the saddle's rate where some other region pulls states apart faster")
         warnings.warn("fit_kef found no saddle among its samples (Newton's method on f = 0 from the "
                       f"slowest of them reached none with one unstable direction), so {' and '.join(kept)}. "
-                      "Pass mean= (a point on the separatrix, e.g. sl.separatrix_point(field, a, b)) "
-                      "and eigenvalue= yourself", RuntimeWarning, stacklevel=3)
+                      "Pass a Recipe whose Sampling has centre= (a point on the separatrix, e.g. "
+                      "sl.separatrix_point(field, a, b)), and eigenvalue= yourself", RuntimeWarning, stacklevel=3)
         return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, None
     if centre:
         sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov, sampler.segment)
@@ -507,6 +507,7 @@ def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, c
     except (RuntimeError, TypeError) as err:
         raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from err
     field = as_field(field, dim)
+    _training.check_field_at_ends(field, a, b)
     sampling = sampling_region(field, a, b) if recipe.sampling == "auto" else recipe.sampling
     radius = sampling.radius(a, b)
     if radius is not None and recipe.model is not None:

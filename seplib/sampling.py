@@ -100,7 +100,7 @@ def sampled_expansion_rate(field, sampler, seed=0, device="cpu"):
     if not mu > 0:
         raise ValueError(f"the field pulls no nearby states apart in the sampled region (expansion "
                          f"rate {mu:.3g}): there is no saddle there, so no separatrix to find. Move or "
-                         "widen the samples (mean, cov, scales), or pass eigenvalue= yourself")
+                         "widen the samples (the recipe's Sampling: centre, cov, scales), or pass eigenvalue= yourself")
     return mu
 
 
@@ -161,8 +161,8 @@ class Sampling:
         return Sampling(**(kept | changes))
 
     def sampler(self, a, b):
-        """The ``MultiscaleGaussian`` these settings give for attractors ``a``, ``b`` (checked
-        float32 points of one dimension)."""
+        """The ``MultiscaleGaussian`` these settings give for attractors ``a`` and ``b``."""
+        a, b = as_ends(a, b, torch.float32)
         d = len(a)
         if isinstance(self.cov, str) and self.cov == "segment":
             distance = (b - a).norm()
@@ -245,7 +245,7 @@ def sampling_region(field, a, b, saddle="auto", T=60.0):
                               f"the samples are centred on the separatrix point {_short(mean)} and lambda comes "
                               "from the flow's expansion rate over them. Pass saddle= (e.g. from "
                               "sl.find_saddle) if you know it", RuntimeWarning, stacklevel=2)
-            rate = sampled_expansion_rate(field, around)
+            rate, saddle = sampled_expansion_rate(field, around), None
     if saddle is not None:
         try:
             mean = torch.as_tensor(saddle, dtype=a.dtype).flatten()
@@ -292,12 +292,12 @@ def pair_ends(field, x0, longest, n_times=8):
     except FloatingPointError as err:   # integrate's: NaN, inf or a stiff field
         raise FloatingPointError(f"integrating the field from the samples failed ({err.__cause__}): the "
                                  "field is NaN, inf or too stiff along the trajectories; check f, or "
-                                 "pass flow_time=None") from err
+                                 "pass Training(flow_time=None)") from err
     which = torch.arange(len(x0), device=x0.device).repeat(n_times)  # states are [n_times, N, d]
     end = states.reshape(-1, x0.shape[-1])
     t = times[:, None].expand(-1, len(x0)).reshape(-1)
     finite = torch.isfinite(end).all(dim=-1)
     if not finite.any():
         raise FloatingPointError("every trajectory from the samples blew up: check the field on the "
-                                 "sampled region, or pass flow_time=None")
+                                 "sampled region, or pass Training(flow_time=None)")
     return which[finite], end[finite], t[finite]

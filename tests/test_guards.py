@@ -42,7 +42,8 @@ def test_a_nan_jacobian_never_reaches_eigvals():
 def test_the_automatic_eigenvalue_refuses_a_nan_jacobian():
     # finite values (nan_to_num), a NaN gradient: sqrt's derivative below 0 is NaN
     assert_refused("""
-        sl.fit_kef(lambda x: x - x**3 + 0 * torch.sqrt(x - 1e3).nan_to_num(), 2, epochs=10, progress=False)
+        sl.fit_kef(lambda x: x - x**3 + 0 * torch.sqrt(x - 1e3).nan_to_num(), [-1.0, -1.0], [1.0, 1.0],
+                   epochs=10, recipe=sl.Recipe.low_dim(), progress=False)
     """, "FloatingPointError", "NaN", "eigenvalue=")
 
 
@@ -57,7 +58,7 @@ def test_find_saddle_refuses_a_nan_jacobian_before_eigvals():
 
 def test_a_field_that_is_nan_everywhere_is_named_before_training():
     assert_refused("""
-        sl.fit_kef(lambda x: torch.full_like(x, float("nan")), 2, progress=False)
+        sl.fit_kef(lambda x: torch.full_like(x, float("nan")), [-1.0, 0.0], [1.0, 0.0], progress=False)
     """, "FloatingPointError", "field's value is NaN", "training did not start")
 
 
@@ -97,7 +98,8 @@ def test_a_numpy_field_trains_with_all_defaults_and_splits_the_basins():
     # generator, and about one draw in ten had no point near enough x = 0 (0.985)
     x = torch.randn(100, 2, generator=torch.Generator().manual_seed(0))
     assert abs(sl.expansion_rate(numpy_field, x) - 1.0) < 0.01
-    kef = sl.fit_kef(numpy_field, 2, progress=False, device="cpu")
+    kef = sl.fit_kef(numpy_field, *torch.tensor(system.attractors), recipe=sl.Recipe.low_dim(), progress=False,
+                     device="cpu")
     assert abs(kef.eigenvalue - 0.4) < 0.01
     x = sl.MultiscaleGaussian(2).sample(500, torch.Generator().manual_seed(7)).reshape(-1, 2)
     labels = sl.basin_labels(system, x, torch.tensor(system.attractors))
@@ -107,18 +109,19 @@ def test_a_numpy_field_trains_with_all_defaults_and_splits_the_basins():
 
 
 @pytest.mark.parametrize("returns, error, message", [
-    (lambda x: x[..., :1], ValueError, r"shape \(24, 1\) for input of shape \(24, 2\)"),
+    (lambda x: x[..., :1], ValueError, r"shape \(3, 1\) for input of shape \(3, 2\)"),
     (lambda x: x.tolist(), TypeError, "returned a list"),
     (lambda x: x.to(torch.complex64), TypeError, "complex64 values"),
 ])
 def test_a_field_returning_the_wrong_thing_is_refused_before_training(returns, error, message):
     with pytest.raises(error, match=message):
-        sl.fit_kef(returns, 2, epochs=10, progress=False, device="cpu")
+        sl.fit_kef(returns, A, B, epochs=10, recipe=sl.Recipe.low_dim(), progress=False, device="cpu")
 
 
 def test_another_dtype_is_converted():
     field = sl.bistable_2d()
-    kef = sl.fit_kef(lambda x: field(x.double()), 2, epochs=60, progress=False, device="cpu")
+    kef = sl.fit_kef(lambda x: field(x.double()), A, B, epochs=60, recipe=sl.Recipe.low_dim(), progress=False,
+                     device="cpu")
     assert kef(torch.zeros(3, 2)).dtype == torch.float32
     ends = sl.integrate(lambda x: field(x).numpy().astype(np.float64), torch.ones(4, 2), [0.0, 1.0])
     assert ends.dtype == torch.float32 and torch.isfinite(ends).all()
@@ -193,7 +196,7 @@ ENDS = torch.stack((A, B))
     (lambda: sl.grid((1.0, 0.0), (0.0, 1.0)), "lo must lie below hi"),
     (lambda: sl.bistable_nd(4, seed=None), "seed must be an integer"),
     (lambda: sl.segment_clouds(A, B, 10, seed=1.5), "seed must be an integer"),
-    (lambda: sl.fit_kef(SYSTEM.f, 2, seed="0", epochs=10, progress=False), "seed must be an integer"),
+    (lambda: sl.fit_kef(SYSTEM.f, A, B, seed="0", epochs=10, progress=False), "seed must be an integer"),
     (lambda: sl.basin_agreement(lambda x: x[..., 0], None, torch.zeros(3)), "x must be states"),
     (lambda: sl.plots.samples(None), "points must be states"),
     (lambda: sl.plots.trajectories(torch.zeros(5, 3)), r"traj must be \[time, n, 2\]"),
@@ -211,7 +214,7 @@ ENDS = torch.stack((A, B))
     (lambda: sl.smallest_flip(lambda x: x, A), r"psi returned shape \(1, 2\) .* one number per point"),
     (lambda: sl.basin_agreement(lambda x: [0.0] * len(x), torch.zeros(3, 2), torch.tensor([0, 1, 0])),
      "psi returned a list"),
-    (lambda: sl.fit_kef(SYSTEM.f, 2, batch_size=1, epochs=10, progress=False), "batch_size must be at least 2"),
+    (lambda: sl.Recipe.low_dim(batch_size=1), "batch_size must be at least 2"),
     (lambda: sl.plots.kef_levels(lambda x: x, SYSTEM.f, [-1, -1], [1, 1], n=5), r"psi returned shape \(25, 2\)"),
     (lambda: sl.plots.kef_1d(lambda x: x.repeat(1, 2)), r"psi returned shape \(401, 2\)"),
     (lambda: sl.plots.kef_levels(lambda x: x[..., 0], SYSTEM.f, n=1), "n must be an integer >= 2"),
@@ -225,13 +228,14 @@ ENDS = torch.stack((A, B))
      r"points has NaN or inf entries at 1 of 1 states, so validate_kef"),
     (lambda: sl.validate_kef(lambda x: x[..., 0], SYSTEM.f, ENDS[:1], torch.zeros(3, 2)),
      r"attractors must be the two attractors, \[2, d\]"),
-    (lambda: sl.fit_kef(SYSTEM.f, 2, device="tpu", epochs=10, progress=False), "device must be a torch device"),
-    (lambda: sl.fit_kef(SYSTEM.f, 2, model="mlp", epochs=10, progress=False), "model must be a torch.nn.Module"),
-    (lambda: sl.fit_kef(SYSTEM.f, 2, balance_weight=float("inf"), epochs=10, progress=False),
-     "balance_weight must be a finite number >= 0"),
-    (lambda: sl.sampling_region(SYSTEM.f, A, B, radial="yes"), "radial must be True"),
+    (lambda: sl.fit_kef(SYSTEM.f, A, B, device="tpu", epochs=10, progress=False), "device must be a torch device"),
+    (lambda: sl.Recipe(model="mlp"), "model must be None or a torch.nn.Module"),
+    (lambda: sl.Training(balance_weight=float("inf")), "balance_weight must be a finite number >= 0"),
+    (lambda: sl.Sampling(radial="yes"), "radial must be None, 'segment'"),
+    (lambda: sl.fit_kef(SYSTEM.f, A, B[:1], progress=False), r"b must be a 1-D tensor of length 2"),
     (lambda: sl.bistable_nd(4, rates=torch.tensor(1.0)), r"rates must be \(low, high\)"),
-    (lambda: sl.fit_kef(SYSTEM.f, 2, model=torch.nn.Linear(3, 1), epochs=10, progress=False),
+    (lambda: sl.fit_kef(SYSTEM.f, A, B, epochs=10, progress=False,
+                        recipe=sl.Recipe(sl.Sampling(), model=torch.nn.Linear(3, 1))),
      r"the model failed on input of shape \(3, 2\)"),
 ])
 def test_bad_input_is_named_not_left_to_torch(call, message):
@@ -242,7 +246,7 @@ def test_bad_input_is_named_not_left_to_torch(call, message):
 
 
 def test_psi_at_integer_states_is_psi_at_those_floats_and_a_wrong_dimension_is_named():
-    kef = sl.fit_kef(SYSTEM.f, 2, epochs=200, tol=None, progress=False, device="cpu")
+    kef = sl.fit_kef(SYSTEM.f, A, B, epochs=200, recipe=sl.Recipe.low_dim(tol=None), progress=False, device="cpu")
     x = torch.tensor([[1, 0], [0, 1]])
     torch.testing.assert_close(kef(x), kef(x.float()))     # not truncated to an integer psi
     assert kef(x).dtype == torch.float32
@@ -253,8 +257,6 @@ def test_psi_at_integer_states_is_psi_at_those_floats_and_a_wrong_dimension_is_n
 def test_a_field_of_something_that_is_not_a_network_is_named():
     with pytest.raises(TypeError, match="model must be a flip-flop network"):
         sl.gru_vector_field("model.pt")
-    with pytest.raises(TypeError, match="callback must be a callable"):
-        sl.fit_kef(SYSTEM.f, 2, callback=5, epochs=10, progress=False)
 
 
 def test_a_system_parameter_from_torch_or_numpy_is_a_float():

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "seplib-live-panel-test"
 PANEL = ("import seplib as sl\n"
          "from seplib.widgets import kef_panel\n"
-         "kef_panel(sl.bistable_2d(), 2, epochs=200, device='cpu')")
+         "kef_panel(sl.bistable_2d(), [-1.0, 0.0], [1.0, 0.0], epochs=200, device='cpu')")
 
 
 def _notebook(path):

@@ -47,7 +47,8 @@ def test_clear_errors_for_bad_input():
 def test_a_trained_kefs_flip_is_checked_by_simulation_and_beats_brute_force():
     system = sl.bistable_2d()
     attractors = torch.tensor(system.attractors)
-    kef = sl.fit_kef(system, 2, progress=False, device="cpu")
+    kef = sl.fit_kef(system, *torch.tensor(system.attractors), recipe=sl.Recipe.low_dim(), progress=False,
+                     device="cpu")
     x0 = torch.tensor([-0.6, 0.8])
     delta = smallest_flip(kef, x0)
     assert abs(delta.norm() - 0.6) < 0.02 and flips(system, x0, delta, attractors)

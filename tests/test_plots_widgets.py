@@ -53,7 +53,7 @@ def test_basin_mismatch_counts_the_points_in_the_wrong_basin():
 
 def test_panel_shows_its_default_figure_and_has_the_controls(capsys):
     psi = XMinusShift()
-    panel = kef_panel(sl.bistable_2d(), 2, kef=psi)
+    panel = kef_panel(sl.bistable_2d(), [-1.0, 0.0], [1.0, 0.0], kef=psi)
     names = [getattr(w, "description", "") for w in panel.children]
     assert {"eigenvalue λ", "largest scale", "max epochs", "objective", "Train"} <= set(names)
     assert "Figure" in capsys.readouterr().out  # displayed as a plain figure, no frontend needed
@@ -122,7 +122,7 @@ def test_the_plots_and_the_slider_name_what_they_cannot_draw():
     with pytest.raises(ValueError, match="figures must be matplotlib figures"):
         frames_slider("ab", [1, 2])
     with pytest.raises(ValueError, match="largest_scale must be a finite scale > 0"):
-        kef_panel(field, kef=sl.KEF(sl.kef.mlp(2), 2), largest_scale=float("nan"))
+        kef_panel(field, [-1.0, 0.0], [1.0, 0.0], kef=sl.KEF(sl.kef.mlp(2), 2), largest_scale=float("nan"))
     plt.close("all")
 
 

@@ -96,38 +96,29 @@ def test_sampling_region_centres_on_the_separatrix_and_spreads_along_the_segment
     system = sl.bistable_nd(8, seed=2)
     a, b = (torch.tensor(p) for p in system.attractors)
     region = sl.sampling_region(system, a, b)
-    assert set(region) == {"mean", "cov", "rhs", "flow_time", "pair_weight", "epochs", "batch_size", "tol", "lr",
-                           "eigenvalue", "radial", "refine", "segment"}
-    assert region["rhs"] == "standard" and region["flow_time"] == "auto" and region["pair_weight"] == 1.0
-    assert region["radial"] == pytest.approx((b - a).norm().item())
-    assert "radial" not in sl.sampling_region(system, a, b, radial=False)
-    assert abs(system.separatrix_value(region["mean"])) < 1e-4   # on the separatrix
+    assert isinstance(region, sl.Sampling) and region.segment and region.radial == "segment"
+    assert region.radius(a, b) == pytest.approx((b - a).norm().item())
+    assert abs(system.separatrix_value(region.centre)) < 1e-4   # on the separatrix
+    assert region.rate == pytest.approx(1.0, rel=1e-3)          # bistable_nd's saddle rate
+    sampler = region.sampler(a, b)
     e = (b - a) / (b - a).norm()
     expected = (b - a).norm() ** 2 * (torch.eye(8) / 8 + torch.outer(e, e))
-    torch.testing.assert_close(region["cov"], expected)
-    assert torch.equal(region["refine"], torch.stack((a, b)))   # psi's zero set checked between a and b
-    assert torch.equal(region["segment"], torch.stack((a, b)))  # and samples around the segment
-    # both objectives' eigenvalue is 0.4 times the saddle's unstable rate (1 for bistable_nd)
-    squashed = sl.sampling_region(system, a, b, rhs="squashed")
-    assert squashed["rhs"] == "squashed" and 0.36 < squashed["eigenvalue"] < 0.44
-    assert region["eigenvalue"] == squashed["eigenvalue"]
-    # the standard objective trains on twice the batch for 4300 epochs, the squashed on 96 for 8600
-    assert (region["epochs"], region["batch_size"]) == (4300, 192)
-    assert (squashed["epochs"], squashed["batch_size"]) == (8600, 96)
+    torch.testing.assert_close(sampler.cov, expected.double())
+    assert torch.equal(sampler.segment, torch.stack((a, b)).double())   # samples around the segment too
     # a curved separatrix: the samples must land in both basins at every scale
-    x = sl.MultiscaleGaussian(8, mean=region["mean"], cov=region["cov"]).sample(1000, torch.Generator().manual_seed(0))
+    x = region.replace(segment=False).sampler(a, b).sample(1000, torch.Generator().manual_seed(0))
     side = (system.separatrix_value(x) > 0).float().mean(dim=1)
     assert ((side > 0.2) & (side < 0.8)).all(), side
     with pytest.raises(ValueError, match="same point"):
         sl.sampling_region(system, a, a)
-    with pytest.raises(ValueError, match="rhs must be 'standard' or 'squashed'"):
-        sl.sampling_region(system, a, b, rhs="cubic")
     with pytest.raises(ValueError, match="a must be a point"):
         sl.sampling_region(system, "a", b)                   # not numbers: named, not torch's TypeError
     with pytest.raises(ValueError, match=r"b must be a 1-D tensor of length 8, got shape \(1, 8\)"):
         sl.sampling_region(system, a, b[None])
     with pytest.raises(ValueError, match="b has NaN"):
         sl.sampling_region(system, a, torch.full((8,), float("nan")))
+    with pytest.raises(ValueError, match="centre has dimension 8, the attractors 2"):
+        region.sampler(a[:2], b[:2])
 
 
 def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss():
@@ -138,13 +129,17 @@ def test_sampling_region_finds_a_curved_separatrix_that_isotropic_samples_miss()
     a, b = sl.find_attractors(system, 8)
     x = sl.segment_clouds(a, b, 2000)
     exact = (system.separatrix_value(x) > 0).long()
-    region = sl.sampling_region(system, a, b, rhs="squashed") | {"epochs": 2000}
-    kef = sl.fit_kef(system, 8, progress=False, device="cpu", **region)
+    region = sl.sampling_region(system, a, b)
+    kef = sl.fit_kef(system, a, b, rhs="squashed", epochs=2000, recipe=sl.Recipe(region), progress=False,
+                     device="cpu")
     assert sl.basin_agreement(kef, x, exact) >= 0.99
     # and fit_kef says so
+    isotropic = sl.Recipe(
+        sl.Sampling(region.centre, (b - a).norm() ** 2 / 8 * torch.eye(8)),
+        sl.Recipe.low_dim().training, refinement=None)
     with pytest.warns(RuntimeWarning, match="does not tell apart|without its zero set settling"):
-        isotropic = sl.fit_kef(system, 8, rhs="squashed", mean=region["mean"], epochs=2000,
-                               cov=(b - a).norm() ** 2 / 8 * torch.eye(8), progress=False, device="cpu")
+        isotropic = sl.fit_kef(system, a, b, rhs="squashed", epochs=2000, recipe=isotropic, progress=False,
+                               device="cpu")
     assert sl.basin_agreement(isotropic, x, exact) < 0.9
 
 
@@ -157,13 +152,12 @@ def test_sampling_region_centres_on_the_saddle_it_finds_or_is_given():
     saddle = torch.tensor(card["saddle"])
     rate, _ = sl.saddle_normal(field, saddle)
     found = sl.sampling_region(field, a, b)
-    assert (found["mean"] - saddle).norm() < 1e-4
-    assert found["eigenvalue"] == pytest.approx(0.4 * rate, rel=1e-4)
-    assert sl.sampling_region(field, a, b, rhs="squashed")["eigenvalue"] == pytest.approx(0.4 * rate, rel=1e-4)
+    assert (found.centre - saddle).norm() < 1e-4
+    assert found.rate == pytest.approx(rate, rel=1e-4)
     at_point = sl.sampling_region(field, a, b, saddle=None)   # the separatrix point, on the segment
-    torch.testing.assert_close(at_point["mean"], torch.tensor(card["separatrix_point"]), atol=1e-4, rtol=0)
+    torch.testing.assert_close(at_point.centre, torch.tensor(card["separatrix_point"]), atol=1e-4, rtol=0)
     given = sl.sampling_region(field, a, b, saddle=saddle)
-    assert torch.equal(given["mean"], saddle) and torch.equal(given["cov"], found["cov"])
+    assert torch.equal(given.centre, saddle) and given.cov == found.cov == "segment"
     with pytest.raises(ValueError, match="is not a saddle on a separatrix: the Jacobian there has 0"):
         sl.sampling_region(field, a, b, saddle=a)             # an attractor pulls nothing apart
     with pytest.raises(ValueError, match="saddle must be a finite point of dimension 2"):
@@ -184,6 +178,6 @@ def test_sampling_region_says_when_it_finds_no_saddle():
     a, b = torch.tensor([-1.0, 0.0]), torch.tensor([1.0, 0.0])
     with pytest.warns(RuntimeWarning, match="found no saddle near the separatrix point"):
         region = sl.sampling_region(field, a, b)
-    assert region["mean"].norm() < 1e-3 and region["eigenvalue"] > 0.01
-    saddles, _ = sl.find_saddles(field, region["mean"] + 0.3 * torch.randn(500, 2))
+    assert region.centre.norm() < 1e-3 and region.rate > 0.025
+    saddles, _ = sl.find_saddles(field, region.centre + 0.3 * torch.randn(500, 2))
     assert len(saddles) == 0
