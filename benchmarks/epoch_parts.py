@@ -56,9 +56,8 @@ def main():
     args = parser.parse_args()
 
     field, a, b, saddle, what = system(args.dim)
-    region = sl.sampling_region(field, a, b, rhs=args.rhs, saddle=saddle)
-    region.pop("refine")
-    region["epochs"] = args.epochs
+    region = sl.sampling_region(field, a, b, saddle=saddle)
+    training = sl.Training.for_rhs(args.rhs).replace(epochs=args.epochs)
     # the field and the normals are counted only inside a draw (not in the set-up's calls)
     drawing = {"on": False}
 
@@ -86,9 +85,10 @@ def main():
     _training.Average.update = timed("weight average", _training.Average.update)
 
     start = time.perf_counter()
-    psi = sl.fit_kef(while_drawing("batches: the field", field), len(a), progress=False, **region)
+    psi = sl.fit_kef(while_drawing("batches: the field", field), a, b, rhs=args.rhs, progress=False,
+                     recipe=sl.Recipe(region, training, refinement=None))
     total = time.perf_counter() - start
-    print(f"{what}, {args.rhs}, {args.epochs} epochs of {region['batch_size']} per scale (no refine): "
+    print(f"{what}, {args.rhs}, {args.epochs} epochs of {training.batch_size} per scale (no refine): "
           f"fit {total:.1f} s, lambda {psi.eigenvalue:.3f}, torch {torch.__version__}, "
           f"{torch.backends.cpu.get_cpu_capability()}, {torch.get_num_threads()} threads\n")
     print("| part | ms per epoch |\n|---|---|")

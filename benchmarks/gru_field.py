@@ -52,7 +52,7 @@ def main():
                 return out
 
             t = time.perf_counter()
-            sl.fit_kef(timed, 64, progress=False, device="cpu", **region)
+            sl.fit_kef(timed, a, b, progress=False, device="cpu", recipe=sl.Recipe(region))
             print(f"{name:6s} fit {time.perf_counter() - t:5.1f} s, in the field {spent[0]:.2f} s", flush=True)
 
 

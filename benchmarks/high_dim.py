@@ -78,8 +78,9 @@ def run(dim, seed, objectives, label_by_simulation=True, radial=True, points=CLO
     rows = []
     for rhs in objectives:
         t = time.perf_counter()
-        kef = sl.fit_kef(system, dim, progress=False, device="cpu", seed=0,
-                         **sl.sampling_region(system, a, b, rhs=rhs, radial=radial))
+        region = sl.sampling_region(system, a, b)
+        kef = sl.fit_kef(system, a, b, rhs=rhs, progress=False, device="cpu", seed=0,
+                         recipe=sl.Recipe(region if radial else region.replace(radial=None)))
         seconds = time.perf_counter() - t
         err = sl.separatrix_error(kef, system, a, b, n_curves=200, s_true=s_true)
         s_true = err["s_true"]
@@ -183,18 +184,19 @@ def run_gru(seeds, objectives, reference=True, at_point=False, epochs=None, radi
     for seed in seeds:
         for rhs in objectives:
             t = time.perf_counter()
-            region = sl.sampling_region(field, a, b, rhs=rhs, saddle=None if at_point else "auto",
-                                        radial=radial)
-            region["epochs"] = epochs or region["epochs"]
-            kef = sl.fit_kef(field, 64, progress=False, device="cpu", seed=seed, **region)
+            region = sl.sampling_region(field, a, b, saddle=None if at_point else "auto")
+            kef = sl.fit_kef(field, a, b, rhs=rhs, epochs=epochs, progress=False, device="cpu", seed=seed,
+                             recipe=sl.Recipe(region if radial else region.replace(radial=None)))
             name = rhs + ("@point" if at_point else "")
             rows.append(_score(name, kef, field, a, b, x, labels, s_true, time.perf_counter() - t, seed)[0])
         if reference:
             torch.manual_seed(seed)       # the residual MLP's initial weights
             t = time.perf_counter()
-            kef = sl.fit_kef(field, 64, rhs="squashed", eigenvalue=1.0, mean=point, cov=2 * torch.eye(64),
-                             scales=(0.1, 1.0, 3.0), batch_size=256, lr=1e-3, epochs=500, flow_time=None,
-                             tol=None, model=ResidualMLP(64), seed=seed, progress=False, device="cpu")
+            ref = sl.Recipe(sl.Sampling(point, 2 * torch.eye(64), scales=(0.1, 1.0, 3.0)),
+                            sl.Training(epochs=500, batch_size=256, lr=1e-3, flow_time=None, pair_weight=10.0),
+                            refinement=None, model=ResidualMLP(64))
+            kef = sl.fit_kef(field, a, b, rhs="squashed", eigenvalue=1.0, recipe=ref, seed=seed, progress=False,
+                             device="cpu")
             rows.append(_score("reference", kef, field, a, b, x, labels, s_true, time.perf_counter() - t,
                                seed)[0])
     return rows + run_classifiers(classifier, seeds, field, a, b, x, labels, s_true, saddle)

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 import seplib as sl
+from seplib.kef import _fit
 from seplib.rnn import BOOK_CHECKPOINT
 from seplib.sampling import DEFAULT_SCALES
 
@@ -147,8 +148,8 @@ def interleaved_times(field, rhs, our_full_epochs, rounds=5, ref_epochs=30, our_
     ref, ours = [], []
     for _ in range(rounds):
         ref.append(reference_fit(field, 2, rhs, epochs=ref_epochs)[1] / ref_epochs)
-        ours.append(sl.fit_kef(field, 2, rhs=rhs, epochs=our_epochs, tol=None, device="cpu",
-                               progress=False).fit_seconds_ / our_epochs)
+        ours.append(sl.fit_kef(field, *sl.find_attractors(field, 2), rhs=rhs, epochs=our_epochs, device="cpu",
+                               recipe=sl.Recipe.low_dim(tol=None), progress=False).fit_seconds_ / our_epochs)
     ref, ours = sorted(ref)[rounds // 2], sorted(ours)[rounds // 2]
     return ref, ours, ref * REFERENCE[rhs]["epochs"] / (ours * our_full_epochs)
 
@@ -165,8 +166,8 @@ def benchmark(name, rhs, seeds, reference):
     for seed in seeds:
         check = Checker(evaluate)
         start = time.perf_counter()
-        kef = sl.fit_kef(field, 2, rhs=rhs, seed=seed, device="cpu", progress=False,
-                         callback=lambda epoch, k: check(epoch, k, time.perf_counter() - start))
+        kef = _fit(field, *attractors, rhs, "auto", None, seed, "cpu", False, sl.Recipe.low_dim(),
+                   callback=lambda epoch, k: check(epoch, k, time.perf_counter() - start))
         rows.append((f"seplib s{seed}", kef.fit_seconds_ - check.spent, len(kef.loss_history_),
                      evaluate(kef, basins_first=False), check.reached))
     if reference:

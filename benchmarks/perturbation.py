@@ -47,8 +47,7 @@ def main():
     system = sl.bistable_nd(args.dim, curvature=args.curvature)
     a, b = (torch.tensor(p) for p in system.attractors)
     t = time.perf_counter()
-    kef = sl.fit_kef(system, args.dim, progress=False, device="cpu",
-                     **sl.sampling_region(system, a, b, rhs=args.rhs))
+    kef = sl.fit_kef(system, a, b, rhs=args.rhs, progress=False, device="cpu")
     print(f"bistable_nd({args.dim}, curvature {args.curvature}), {args.rhs}: psi trained in "
           f"{time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
     gen = torch.Generator().manual_seed(1)
@@ -80,9 +79,9 @@ def gru(args):
     ab = torch.tensor(card["attractors"])
     a, b = ab
     t = time.perf_counter()
-    region = sl.sampling_region(field, a, b, rhs=args.rhs, saddle=None if args.at_point else "auto")
-    region["epochs"] = args.epochs or region["epochs"]
-    kef = sl.fit_kef(field, 64, progress=False, device="cpu", **region)
+    region = sl.sampling_region(field, a, b, saddle=None if args.at_point else "auto")
+    kef = sl.fit_kef(field, a, b, rhs=args.rhs, epochs=args.epochs, progress=False, device="cpu",
+                     recipe=sl.Recipe(region))
     where = "the separatrix point" if args.at_point else "the saddle"
     print(f"GRU-64, {args.rhs} at {where}: psi trained in {time.perf_counter() - t:.1f} s, {len(kef.loss_history_)} epochs")
     gen = torch.Generator().manual_seed(1)

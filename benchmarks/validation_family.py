@@ -1,6 +1,12 @@
-"""Benchmark: fit_kef's defaults on systems they were not tuned on.
+"""Benchmark: fit_kef's recipes in two dimensions, on systems they were not tuned on.
 
     .venv/bin/python benchmarks/validation_family.py [--split held-out|tune|all] [--seeds 0,1,2]
+                                                     [--recipe low_dim|default]
+
+``--recipe low_dim`` (the default here) is ``sl.Recipe.low_dim()``, the switch the book's
+two-dimensional chapters pass; ``--recipe default`` is ``fit_kef``'s own recipe, the one for
+any dimension; ``--recipe default-stop`` is that recipe with the stop rule of low_dim
+(``Training(tol=5e-3)``).
 
 The family: 16 flip-flop networks with 2 hidden units (8 GRU, 8 tanh RNN), trained here by our
 own seeded script with varied seeds, pulse probabilities, trial lengths, learning rates and
@@ -99,11 +105,18 @@ def member(name):
     return field, attractors, split, note
 
 
+def recipe(name, rhs):
+    if name == "low_dim":
+        return sl.Recipe.low_dim()
+    return sl.Recipe(training=sl.Training.for_rhs(rhs).replace(tol=5e-3)) if name == "default-stop" else None
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--split", default="held-out", choices=["held-out", "tune", "all"])
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--members", default=None, help="comma-separated names (default: the split's)")
+    ap.add_argument("--recipe", default="low_dim", choices=["low_dim", "default", "default-stop"])
     args = ap.parse_args()
     torch.set_num_threads(2)
     seeds = [int(s) for s in args.seeds.split(",")]
@@ -123,7 +136,8 @@ def main():
             for seed in seeds:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    kef = sl.fit_kef(field, 2, rhs=rhs, seed=seed, device="cpu", progress=False)
+                    kef = sl.fit_kef(field, *attractors, rhs=rhs, seed=seed, device="cpu", progress=False,
+                                     recipe=recipe(args.recipe, rhs))
                 said = ",".join(sorted({tag for w in caught for key, tag in WARNINGS.items()
                                         if key in str(w.message)}))
                 acc = accuracy(kef, field, attractors, truth)

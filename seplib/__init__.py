@@ -5,9 +5,11 @@ The public card (the names a chapter needs, importable from ``seplib``):
     systems   System, bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
               bistable_nd (d dimensions, separatrix known exactly), analytic_kef_1d
     rnn       FlipFlopRNN, load_flipflop_gru, book_card, gru_vector_field
-    sampling  MultiscaleGaussian, sampling_region (where to sample, any dimension), trajectory_pairs
-    kef       fit_kef (returns a KEF: psi(x), .eigenvalue, .mean_, .loss_history_,
-              .fit_seconds_), KEF, default_device
+    kef       fit_kef(field, a, b, ...): the one entry point, any dimension (returns a KEF:
+              psi(x), .eigenvalue, .mean_, .loss_history_, .fit_seconds_); its recipe: Recipe
+              (Recipe.low_dim() for 1-3 dimensions), Training, Refinement; KEF, default_device
+    sampling  Sampling (where to sample), sampling_region (the Sampling for a and b, any
+              dimension), MultiscaleGaussian, trajectory_pairs
     flow      integrate, find_attractors, separatrix_point, find_saddle, find_saddles (Newton
               from points, no attractors needed), saddle_normal, linearisation (the saddle's
               hyperplane, used like psi: the baseline), basin_labels, expansion_rate, jacobian

@@ -6,11 +6,12 @@ cross psi = 0: the zero level set is an invariant set that splits the two basins
 
 This file is the math, read top to bottom: the network (1), the objectives (2), the loss (3),
 the trajectory pairs (4), the anchor and the signs known by simulation (5), and training (6):
-``fit_kef`` and its loop. Every setting is named at the top. Its bookkeeping (the checks of
-its arguments, each epoch's batches, the stop rule, the weights' average, the warnings after
-training) is in ``_training.py``. For the default network and the named objectives fit_kef
-runs the same arithmetic through the CPU kernels of ``_fast.py``. The figures behind each
-default are in benchmarks/RESULTS.md.
+the recipe's objects (``Training``, ``Refinement``, ``Recipe``; where to sample is
+``sampling.Sampling``), ``fit_kef`` and its loop. Its bookkeeping (the checks of its arguments,
+each epoch's batches, the stop rule, the weights' average, the warnings after training) is in
+``_training.py``. For the default network and the named objectives fit_kef runs the same
+arithmetic through the CPU kernels of ``_fast.py``. The figures behind each default are in
+benchmarks/RESULTS.md.
 """
 import copy
 import math

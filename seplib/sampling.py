@@ -1,5 +1,7 @@
-"""Where KEF training puts its samples: a multi-scale Gaussian, and pairs of states along
-trajectories that start from it."""
+"""Where KEF training puts its samples: ``Sampling`` (the settings, which a chapter can print),
+``sampling_region`` (the Sampling for the separatrix between two attractors, in any
+dimension), the multi-scale Gaussian they give, and pairs of states along trajectories that
+start from it."""
 import math
 import warnings
 

@@ -475,3 +475,34 @@ def test_the_refinement_trains_on_from_the_labelled_states(monkeypatch):
     assert len(kef.loss_history_) == FAST["epochs"] + 40 and len(seen[0][1]) == 60
     with torch.no_grad():
         assert kef(attractors[0]) * kef(attractors[1]) < 0
+
+
+def test_the_library_has_no_import_circle_and_fit_kef_fits_on_a_card():
+    # each module imports only modules below it (seplib/__init__.py excepted): the graph of
+    # "from .x import" lines has no cycle
+    import ast
+    import inspect
+    from pathlib import Path
+    root = Path(sl.__file__).parent
+    graph = {}
+    for path in root.glob("*.py"):
+        if path.name == "__init__.py":
+            continue
+        tree = ast.parse(path.read_text())
+        graph[path.stem] = {(n.module or "").split(".")[0] or a.name for n in ast.walk(tree)
+                            if isinstance(n, ast.ImportFrom) and n.level == 1 for a in n.names}
+    done, stack = set(), []
+
+    def visit(module):
+        assert module not in stack, f"import circle: {' -> '.join(stack + [module])}"
+        if module in done or module not in graph:
+            return
+        stack.append(module)
+        for other in graph[module]:
+            visit(other)
+        stack.pop()
+        done.add(module)
+
+    for module in graph:
+        visit(module)
+    assert len(inspect.signature(sl.fit_kef).parameters) <= 10
