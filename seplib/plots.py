@@ -10,7 +10,12 @@ from ._guards import as_field, as_point, as_states, finite_or_raise, psi_of
 from .flow import basin_labels
 from .validate import grid, wrong_basin
 
-ZERO_STYLE = dict(colors="gold", linewidths=2.5, linestyles="--")
+# psi's zero set: gold dashes drawn over a wider black truth line, which shows either side of them
+# and in their gaps where the two agree
+ZERO_STYLE = dict(colors="gold", linewidths=1.8, linestyles="--", zorder=4)
+TRUTH_STYLE = dict(colors="k", linewidths=3.2, zorder=3)
+ZERO_HANDLE = dict(color="gold", lw=1.8, ls="--", label=r"$\psi = 0$")
+TRUTH_HANDLE = dict(color="k", lw=3.2)
 
 
 def _ax(ax, figsize=(5.5, 4.5)):
@@ -45,10 +50,20 @@ def _points(ax, attractors=None, separatrix_point=None, point_label="separatrix 
         ax.scatter(p[:, 0], p[:, 1], c="tab:red", s=70, edgecolor="k", zorder=5, label=point_label)
 
 
-def _legend(ax):
-    """The legend of what has a label, if anything has (matplotlib warns and draws none else)."""
-    if ax.get_legend_handles_labels()[0]:
-        ax.legend(loc="upper right", fontsize=8)
+def _legend(ax, handles=None):
+    """The legend of ``handles`` and what has a label, if anything (matplotlib warns and draws
+    none else), below the axes: never over the data."""
+    handles = (handles or []) + ax.get_legend_handles_labels()[0]
+    if handles:
+        ax.legend(handles=handles, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncol=min(3, len(handles)),
+                  fontsize=9, frameon=False)
+
+
+def _nice(value):
+    """The smallest round number (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6 or 8 times a power of ten) that
+    is at least ``value`` (> 0)."""
+    power = 10.0 ** math.floor(math.log10(value))
+    return next(m * power for m in (1, 1.2, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10) if m * power >= value * (1 - 1e-9))
 
 
 def _finish(ax, title, xlabel, ylabel):
@@ -120,11 +135,14 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
                     "fit?), or the plane", points=pts)
     Z = Z.reshape(X.shape).cpu().numpy()
     X, Y = X.numpy(), Y.numpy()
-    lim = np.abs(Z).max() or 1.0
-    filled = ax.contourf(X, Y, Z, levels=31, cmap="coolwarm", vmin=-lim, vmax=lim)
+    # a symmetric scale rounded up to a round number, with ticks at -lim, -lim/2, 0, lim/2, lim: the
+    # colour bar reads alike in every frame of a slider
+    lim = _nice(np.abs(Z).max() or 1.0)
+    filled = ax.contourf(X, Y, Z, levels=np.linspace(-lim, lim, 33), cmap="coolwarm", vmin=-lim, vmax=lim,
+                         extend="neither")
     if colorbar:
-        ax.figure.colorbar(filled, ax=ax, label=r"$\psi$")   # ax's figure, not the current one
-    handles = [Line2D([], [], color="gold", lw=2.5, ls="--", label=r"$\psi = 0$")]
+        ax.figure.colorbar(filled, ax=ax, label=r"$\psi$", ticks=np.linspace(-lim, lim, 5))
+    handles = [Line2D([], [], **ZERO_HANDLE)]
     if Z.min() < 0 < Z.max():
         ax.contour(X, Y, Z, levels=[0.0], **ZERO_STYLE)
     if field is not None:
@@ -133,8 +151,8 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     if callable(true_separatrix):
         with torch.no_grad():
             S = true_separatrix(torch.as_tensor(pts)).reshape(X.shape).numpy()
-        ax.contour(X, Y, S, levels=[0.0], colors="k", linewidths=1.5)
-        handles.append(Line2D([], [], color="k", lw=1.5, label="true separatrix"))
+        ax.contour(X, Y, S, levels=[0.0], **TRUTH_STYLE)
+        handles.append(Line2D([], [], **TRUTH_HANDLE, label="true separatrix"))
     elif true_separatrix is not None:
         t = torch.as_tensor(true_separatrix).cpu()
         ax.scatter(t[:, 0], t[:, 1], c="k", s=6, zorder=4)
@@ -143,8 +161,7 @@ def kef_levels(kef, field=None, lo=(-2.5, -2.5), hi=(2.5, 2.5), ax=None, attract
     _finish(ax, title, *labels)
     ax.set_xlim(lo[0], hi[0])
     ax.set_ylim(lo[1], hi[1])
-    h, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + h, loc="upper right", fontsize=8, framealpha=0.85)
+    _legend(ax, handles)
     return ax
 
 
@@ -209,10 +226,9 @@ def kef_slice(kef, field, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None,
                              margin=0, relative_tol=relative_tol)
         L = found.reshape(X.shape).float().numpy()
         L[L < 0] = np.nan   # on the separatrix or not settled: left out of the contour
-        ax.contour(X.numpy(), Y.numpy(), L, levels=[0.5], colors="k", linewidths=1.5)
-        ax.legend(handles=ax.get_legend().legend_handles
-                  + [Line2D([], [], color="k", lw=1.5, label="true separatrix (integration)")],
-                  loc="upper right", fontsize=8, framealpha=0.85)
+        ax.contour(X.numpy(), Y.numpy(), L, levels=[0.5], **TRUTH_STYLE)
+        _legend(ax, [Line2D([], [], **ZERO_HANDLE),
+                     Line2D([], [], **TRUTH_HANDLE, label=f"true separatrix ({n_truth} x {n_truth} simulated)")])
     return ax
 
 
@@ -235,13 +251,12 @@ def basin_mismatch(kef, points, labels, ax=None, attractors=None, title="Where s
                 colors=["white", "#cfe3f3", "#d7efcf"])
     ax.contour(X, Y, psi.reshape(n, n).numpy(), levels=[0.0], **ZERO_STYLE)
     ax.scatter(points[wrong, 0].cpu(), points[wrong, 1].cpu(), s=2, c="crimson", lw=0)
-    handles = [Line2D([], [], color="gold", lw=2.5, ls="--", label=r"$\psi = 0$"),
+    handles = [Line2D([], [], **ZERO_HANDLE),
                Line2D([], [], color="crimson", marker="o", ls="", ms=3,
                       label=f"wrong basin ({wrong[known].float().mean().item():.1%})")]
     _points(ax, attractors)
     _finish(ax, title, *labels_xy)
-    h, _ = ax.get_legend_handles_labels()
-    ax.legend(handles=handles + h, loc="upper right", fontsize=8, framealpha=0.85)
+    _legend(ax, handles)
     return ax
 
 

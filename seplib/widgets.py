@@ -19,6 +19,10 @@ from .plots import kef_levels
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian
 
 
+# Slider frames: at 130 dpi a 5.5-inch figure is 715 px wide, its 10-pt legend text 18 px high
+FRAME_DPI = 130
+
+
 def scales_up_to(largest):
     """The default scale ladder, stretched so that its largest scale is ``largest``."""
     largest = check_positive(largest, "largest", "a finite scale")
@@ -93,10 +97,12 @@ def kef_panel(field, a, b, kef=None, eigenvalue="auto", largest_scale=4.0, epoch
     return W.VBox([note, eig, largest, n_epochs, objective, button, out])
 
 
-def frames_slider(figures, labels, name="value"):
+def frames_slider(figures, labels, name="value", start=0):
     """An HTML range input over pre-rendered figures: explore a parameter with no kernel.
 
-    ``figures`` are matplotlib figures (closed here), ``labels`` the parameter value of each.
+    ``figures`` are matplotlib figures (closed here), ``labels`` the parameter value of each;
+    ``start`` is the index of the frame shown first (negative counts from the end), the one the
+    prose beside it starts from. Frames are rendered at ``FRAME_DPI``.
     """
     try:
         figures, labels = list(figures), list(labels)
@@ -107,15 +113,18 @@ def frames_slider(figures, labels, name="value"):
     if len(figures) == 0 or len(figures) != len(labels):
         raise ValueError(f"frames_slider needs one label per figure and at least one figure, got "
                          f"{len(figures)} figures and {len(labels)} labels")
+    if isinstance(start, bool) or not isinstance(start, int) or not -len(figures) <= start < len(figures):
+        raise ValueError(f"start must be the index of one of the {len(figures)} frames, got {start!r}")
+    start %= len(figures)
     images = []
     for fig in figures:
         buf = io.BytesIO()
-        fig.savefig(buf, format="png", dpi=80, bbox_inches="tight")
+        fig.savefig(buf, format="png", dpi=FRAME_DPI, bbox_inches="tight")
         plt.close(fig)
         images.append(base64.b64encode(buf.getvalue()).decode())
     imgs = "".join(
         f'<img src="data:image/png;base64,{b}" alt="{name} = {lab}" '
-        f'style="display:{"block" if i == len(images) - 1 else "none"};max-width:100%">'
+        f'style="display:{"block" if i == start else "none"};max-width:100%">'
         for i, (b, lab) in enumerate(zip(images, labels)))
     last = len(images) - 1
     js = ("var b=this.closest('.seplib-frames');var im=b.querySelectorAll('img');"
@@ -123,4 +132,4 @@ def frames_slider(figures, labels, name="value"):
           f"b.querySelector('output').textContent=[{','.join(repr(str(l)) for l in labels)}][this.value];")
     return HTML(
         f'<div class="seplib-frames"><label>{name}: <input type="range" min="0" max="{last}" '
-        f'value="{last}" step="1" oninput="{js}"> <output>{labels[-1]}</output></label>{imgs}</div>')
+        f'value="{start}" step="1" oninput="{js}"> <output>{labels[start]}</output></label>{imgs}</div>')

@@ -60,12 +60,13 @@ def test_precomputed_slider_changes_the_figure(browser, chapter):
     visible = """
       const box = document.querySelector('.seplib-frames');
       return Array.from(box.querySelectorAll('img')).findIndex(i => i.style.display !== 'none');"""
-    last = browser.execute_script(visible)
-    assert last >= 1
-    browser.execute_script("""
+    first = browser.execute_script(visible)
+    shown = browser.execute_script("return +document.querySelector('.seplib-frames input').value")
+    assert first >= 0 and first == shown   # the frame shown is the slider's
+    other = browser.execute_script("""
       const r = document.querySelector('.seplib-frames input');
-      r.value = 0; r.dispatchEvent(new Event('input'));""")
-    assert browser.execute_script(visible) == 0
+      r.value = r.value == 0 ? r.max : 0; r.dispatchEvent(new Event('input')); return +r.value;""")
+    assert other != first and browser.execute_script(visible) == other
 
 
 # Typeset by MathJax (served from the built site): no raw TeX delimiters left in the prose.
@@ -97,20 +98,34 @@ def test_equations_are_typeset_by_the_sites_own_mathjax(browser, page):
 # Code cells, and the text they print, whose lines are wider than the page's code column
 # scroll sideways: a reader has to scroll to read the end of a result.
 TOO_WIDE = """
-return Array.from(document.querySelectorAll('.cell_input pre, .cell_output pre'))
+return Array.from(document.querySelectorAll('.cell_input pre, .cell_output pre, main div.highlight pre'))
   .filter(p => p.scrollWidth > p.clientWidth + 1)
   .map(p => p.textContent.split('\\n').reduce((a, l) => l.length > a.length ? l : a, ''));
 """
 
 
+# Slider frames sharp enough to read their legends: at least 120 dpi, a 5.5-inch figure at
+# least 660 px wide (the figures are 5.5 to 15 inches wide).
+SMALL_FRAMES = """
+return Array.from(document.querySelectorAll('.seplib-frames img'))
+  .filter(i => i.naturalWidth < 600).map(i => i.alt + ': ' + i.naturalWidth + ' px');
+"""
+
+
 @pytest.mark.parametrize("chapter", CHAPTERS)
-def test_no_code_cell_or_printed_result_scrolls_sideways(browser, chapter):
+def test_slider_frames_are_rendered_sharp(browser, chapter):
+    _open(browser, f"book/{chapter}.html")
+    assert browser.execute_script(SMALL_FRAMES) == []
+
+
+@pytest.mark.parametrize("page", ["intro"] + CHAPTERS)
+def test_no_code_block_or_printed_result_scrolls_sideways(browser, page):
     # window widths where the theme's columns change: the text is narrowest just above 1200 px,
-    # where the on-page contents appear beside it
+    # where the on-page contents appear beside it; code in cells and in the prose alike
     try:
-        for width in (1000, 1200, 1250, 1280, 1440):
+        for width in (1000, 1200, 1250, 1280, 1300, 1440):
             browser.set_window_size(width, 2000)
-            _open(browser, f"book/{chapter}.html")
+            _open(browser, f"book/{page}.html")
             assert browser.execute_script(TOO_WIDE) == [], f"at a window {width} px wide"
     finally:
         browser.set_window_size(1280, 2000)

@@ -63,6 +63,12 @@ def test_frames_slider_embeds_one_image_per_frame():
     figs = [plt.figure() for _ in range(3)]
     html = frames_slider(figs, [1, 2, 3], name="epochs").data
     assert html.count("<img") == 3 and 'type="range"' in html and 'max="2"' in html
+    assert 'value="0"' in html and html.count("display:block") == 1 and "<output>1</output>" in html
+    last = frames_slider([plt.figure() for _ in range(3)], [1, 2, 3], start=-1).data
+    assert 'value="2"' in last and "<output>3</output>" in last
+    for start in (3, -4, 1.0, True):
+        with pytest.raises(ValueError, match="start must be the index of one of the 3 frames"):
+            frames_slider([plt.figure() for _ in range(3)], [1, 2, 3], start=start)
 
 
 def test_scale_ladder_keeps_the_reference_ratios():
