@@ -34,6 +34,14 @@ fixed are held out too, as the book's is). Agreement on 3000 points carries a st
 of about 0.0018 at 0.99; the summary prints it. ``--points 30000`` scores on 30000 (another set,
 standard error 0.0006).
 
+    .venv/bin/python benchmarks/high_dim.py --family saddle [--split tune|held-out|all]
+
+does the same on ``saddle_nd``: separatrices that bend both ways (a fraction ``flip`` of the
+directions bends towards the other attractor), each direction by its own amount, with the
+saddle off the middle of the segment (``beta``) and away from the origin (``shift``). Its
+members and their split are fixed in SADDLE_FAMILY below, before any tuning: tune on the
+"tune" half only; the held-out half (d = 16, 48, 128) reports.
+
 Targets: agreement >= 0.99, median <= 0.005, p90 <= 0.015, R^2 >= 0.998, <= 60 s per KEF.
 """
 import argparse
@@ -47,6 +55,18 @@ from torch import nn
 import seplib as sl
 
 CLOUD_POINTS = 3000   # segment_clouds points for basin agreement
+# saddle_nd members, fixed 2026-12-07 before any tuning on them:
+# name: (dim, seed, curvature, flip, beta, shift, split)
+SADDLE_FAMILY = {
+    "saddle-2": (2, 10, 0.5, 1.0, 0.5, 1.0, "tune"),
+    "saddle-8": (8, 11, 0.5, 0.5, 0.5, 1.0, "tune"),
+    "saddle-32a": (32, 12, 0.5, 0.5, 0.4, 1.0, "tune"),
+    "saddle-32b": (32, 13, 0.8, 0.3, 0.7, 2.0, "tune"),
+    "saddle-64": (64, 14, 0.5, 0.5, 0.5, 1.5, "tune"),
+    "saddle-16": (16, 20, 0.5, 0.5, 0.6, 1.0, "held-out"),
+    "saddle-48": (48, 21, 0.6, 0.5, 0.4, 1.5, "held-out"),
+    "saddle-128": (128, 22, 0.5, 0.4, 0.5, 1.0, "held-out"),
+}
 TARGETS = {"agree": 0.99, "median": 0.005, "p90": 0.015, "r2": 0.998, "seconds": 60.0}
 
 
@@ -56,8 +76,8 @@ def passes(row):
             and row["seconds"] <= TARGETS["seconds"])
 
 
-def run(dim, seed, objectives, label_by_simulation=True, radial=True, points=CLOUD_POINTS):
-    system = sl.bistable_nd(dim, seed=seed)
+def run(dim, seed, objectives, label_by_simulation=True, radial=True, points=CLOUD_POINTS, system=None):
+    system = sl.bistable_nd(dim, seed=seed) if system is None else system
     a, b = sl.find_attractors(system, dim)
     dist = (b - a).norm().item()
     x = sl.segment_clouds(a, b, points)
@@ -219,6 +239,9 @@ def main():
     ap.add_argument("--epochs", type=int, help="GRU: train this many epochs, not sampling_region's")
     ap.add_argument("--points", type=int, default=CLOUD_POINTS,
                     help="score on this many segment_clouds points (seed 0), not 3000")
+    ap.add_argument("--family", default="bowl", choices=["bowl", "saddle"],
+                    help="bistable_nd (bowl) or the saddle_nd members of SADDLE_FAMILY")
+    ap.add_argument("--split", default="all", choices=["tune", "held-out", "all"], help="--family saddle: which half")
     ap.add_argument("--classifier", default="", help="GRU: also train psi's network as a classifier on "
                     "this many simulated states of the clouds' own law, e.g. 2000,20000")
     args = ap.parse_args()
@@ -229,7 +252,16 @@ def main():
         rows = run_gru(seeds, [r for r in args.rhs.split(",") if r], not args.no_reference, args.at_point, args.epochs,
                        not args.no_radial, args.network,
                        [int(v) for v in args.classifier.split(",") if v], args.points)
-    for dim in [] if args.gru else [int(v) for v in args.dims.split(",")]:
+    if args.family == "saddle" and not args.gru:
+        for name, (dim, seed, curvature, flip, beta, shift, split) in SADDLE_FAMILY.items():
+            if args.split in ("all", split):
+                print(f"{name} ({split}): saddle_nd({dim}, seed={seed}, curvature={curvature}, flip={flip}, "
+                      f"beta={beta}, shift={shift})", flush=True)
+                system = sl.saddle_nd(dim, seed=seed, curvature=curvature, flip=flip, beta=beta, shift=shift)
+                for row in run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial,
+                               args.points, system):
+                    rows.append(row | {"split": split})
+    for dim in [] if args.gru or args.family == "saddle" else [int(v) for v in args.dims.split(",")]:
         for seed in seeds:
             rows += run(dim, seed, args.rhs.split(","), not args.no_simulation, not args.no_radial, args.points)
     print("\n| d | objective | seeds | seconds | agreement | median | p90 | R^2 | every target |")
@@ -246,7 +278,12 @@ def main():
     print(f"\nagreement on {args.points} points: at {TARGETS['agree']} its standard error is {se:.4f}; "
           "runs closer than that are not told apart")
     print(f"every target: {sum(r['pass'] for r in rows)}/{len(rows)} runs")
-    if not args.gru:   # there the seeds are fit_kef's; which network is held out is said above
+    if args.family == "saddle":
+        for split in ("tune", "held-out"):
+            part = [r for r in rows if r.get("split") == split]
+            if part:
+                print(f"{split}: {sum(r['pass'] for r in part)}/{len(part)}")
+    elif not args.gru:   # there the seeds are fit_kef's; which network is held out is said above
         held = [r for r in rows if r["seed"] != 0]
         print(f"held-out systems (seeds other than 0): {sum(r['pass'] for r in held)}/{len(held)}")
 

@@ -3,7 +3,9 @@
 The public card (the names a chapter needs, importable from ``seplib``):
 
     systems   System, bistable_1d, bistable_2d, duffing, curved_bistable, mutual_inhibition,
-              bistable_nd (d dimensions, separatrix known exactly), analytic_kef_1d
+              bistable_nd (d dimensions, separatrix known exactly), saddle_nd (the same with a
+              separatrix that bends both ways, a saddle off the middle and off the origin),
+              analytic_kef_1d
     rnn       FlipFlopRNN, load_flipflop_gru, book_card, gru_vector_field
     kef       fit_kef(field, a, b, ...): the one entry point, any dimension (returns a KEF:
               psi(x), .eigenvalue, .mean_, .loss_history_, .fit_seconds_); its recipe: Recipe
@@ -35,7 +37,7 @@ from .perturb import brute_force_flip, flip_verdict, flips, refine_flip, smalles
 from .rnn import FlipFlopRNN, book_card, gru_vector_field, load_flipflop_gru
 from .sampling import MultiscaleGaussian, Sampling, sampling_region, trajectory_pairs
 from .systems import (System, analytic_kef_1d, bistable_1d, bistable_2d, bistable_nd, curved_bistable,
-                      duffing, mutual_inhibition)
+                      duffing, mutual_inhibition, saddle_nd)
 from .validate import basin_agreement, grid, segment_clouds, separatrix_error, validate_kef
 
 __version__ = "0.1.0"

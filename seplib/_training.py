@@ -11,7 +11,7 @@ import warnings
 
 import torch
 
-from ._guards import _short, as_ends, as_field, check_count, check_positive, finite_or_raise, finite_real
+from ._guards import _short, as_field, check_count, check_positive, finite_or_raise, finite_real
 from .flow import final_state, jacobian
 from .sampling import MultiscaleGaussian
 
@@ -227,23 +227,13 @@ class Average:
 
 # Arguments that name attractors, and what training found ----------------------------------
 
-def two_points(points, dim, name):
-    """The attractors given as ``attractors=`` or ``refine=``: two finite, distinct points of
-    dimension ``dim`` as a float64 ``[2, dim]`` tensor on the CPU, or a ValueError."""
-    try:
-        a, b = points
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be two points (the attractors a, b), got {points!r}") from err
-    a, b = as_ends(a, b, torch.float64, dim, (f"{name}'s first point", f"{name}'s second point"))
-    return torch.stack((a, b)).cpu()
-
-
 def near_attractors(attractors, sampler, device):
     """None, or ``near(n, generator, device) -> [2, n, d]``: Gaussians of the sampler's smallest
-    scale around each of the two attractors."""
+    scale around each of the two attractors (``[2, d]``, finite and distinct: fit_kef's a and b,
+    or the ends of a saddle's unstable manifold)."""
     if attractors is None:
         return None
-    points = two_points(attractors, sampler.dim, "attractors")
+    points = torch.as_tensor(attractors, dtype=torch.float64).cpu()
     smallest = [sampler.scales.min().item()]
     around = [MultiscaleGaussian(sampler.dim, smallest, p, sampler.cov) for p in points]
     return lambda n, gen, dev: torch.stack([g.sample(n, gen, device=dev)[0] for g in around])

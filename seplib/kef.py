@@ -44,8 +44,8 @@ FIELD_CHUNK = 4096         # rows per call of the field: on CPU a large batch's 
 STOP_CHECK_EVERY = 500     # epochs between the stop rule's checks
 STOP_PAIR_DISAGREEMENT = 5e-3   # at most this fraction of pairs with psi's sign differing
 AVERAGE_DECAY = 0.999      # the returned psi: a running average of the weights
-REFINE_STATES = 2000       # refine=: probes nearest psi's zero set whose basins are simulated
-REFINE_EPOCHS = 1000       # refine=: epochs of training on with those basins' signs, at lr / 10
+REFINE_STATES = 2000       # Refinement(): probes nearest psi's zero set whose basins are simulated
+REFINE_EPOCHS = 1000       # Refinement(): epochs of training on with those basins' signs, at lr / 10
 
 
 def default_device():

@@ -189,3 +189,69 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
     e0 = q[:, 0].tolist()
     return System(f"bistable_nd({dim})", dim, f, [[-v for v in e0], e0], [0.0] * dim,
                   separatrix=lambda x: u_of(x @ q.to(x))[0], params=params)
+
+
+def saddle_nd(dim: int, seed: int = 0, curvature: float = 0.5, flip: float = 0.5, beta: float = 0.5,
+              rates=(0.5, 2.0), shift: float = 1.0) -> System:
+    """A d-dimensional bistable system whose separatrix may bend both ways, known exactly.
+
+    In coordinates z = Q^T (x - x_s) (Q a random rotation, x_s a random point at distance
+    ``shift`` from the origin, both fixed by ``seed``), with u = z_0 - c(z),
+
+        c(z) = curvature * sum_{i >= 1} s_i log(1 + w_i z_i^2),
+        du/dt = u (1 - u) (u + beta) / beta,   dz_i/dt = -r_i z_i  (i >= 1),
+
+    weights w_i random in [0, 2] (each direction bends by its own amount), signs s_i = -1 on a
+    random fraction ``flip`` of the directions and +1 on the rest (``flip=0.5``: a saddle-shaped
+    separatrix, bending towards one attractor along some directions and towards the other along
+    the others), contraction rates r_i spread log-evenly over ``rates``. u flows to 1 or to
+    -beta: the attractors are x_s - beta Q e_0 and x_s + Q e_0, so the saddle x_s (unstable rate
+    1) lies a fraction beta / (1 + beta) of the way from the first to the second, off the middle
+    unless beta = 1, and the attractors contract at different rates, (1 + beta) / beta and
+    1 + beta. ``separatrix_value(x)`` is u, positive in the basin of ``attractors[1]``.
+    """
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 2:
+        raise ValueError(f"saddle_nd: dim must be an integer >= 2, got {dim!r}")
+    dim = int(dim)
+    try:
+        low, high = (finite_real(r) for r in rates)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or high is None or not 0 < low <= high:
+        raise ValueError(f"saddle_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
+    curvature, flip, beta, shift = (_real(v, n, "saddle_nd") for v, n in
+                                    ((curvature, "curvature"), (flip, "flip"), (beta, "beta"), (shift, "shift")))
+    if not 0 <= flip <= 1:
+        raise ValueError(f"saddle_nd: flip must be a fraction in [0, 1], got {flip!r}")
+    if not beta > 0:
+        raise ValueError(f"saddle_nd: beta must be > 0 (the first attractor's distance from the saddle), got {beta!r}")
+    gen = seeded(seed)
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))
+    r_i = torch.logspace(math.log10(low), math.log10(high), dim - 1, dtype=torch.float64)
+    r_i = r_i[torch.randperm(dim - 1, generator=gen)]
+    w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
+    s_i = torch.ones(dim - 1, dtype=torch.float64)
+    s_i[torch.randperm(dim - 1, generator=gen)[:round(flip * (dim - 1))]] = -1.0
+    centre = torch.randn(dim, generator=gen, dtype=torch.float64)
+    centre = shift * centre / centre.norm()
+    params = {"dim": dim, "seed": seed, "curvature": curvature, "flip": flip, "beta": beta, "rates": (low, high),
+              "shift": shift}
+
+    def u_of(z):
+        return z[..., 0] - curvature * (s_i.to(z) * torch.log1p(w_i.to(z) * z[..., 1:] ** 2)).sum(-1)
+
+    def f(x):
+        z = (x - centre.to(x)) @ q.to(x)
+        u, rest = u_of(z), z[..., 1:]
+        sw = (s_i * w_i).to(z)
+        # dz_0/dt = du/dt + sum_i dc/dz_i dz_i/dt, dc/dz_i = 2 curvature s_i w_i z_i / (1 + w_i z_i^2)
+        bend = 2 * curvature * (sw * r_i.to(z) * rest**2 / (1 + w_i.to(z) * rest**2)).sum(-1)
+        du = u * (1 - u) * (u + beta) / beta
+        dz = torch.cat(((du - bend).unsqueeze(-1), -r_i.to(z) * rest), dim=-1)
+        return dz @ q.to(x).T
+
+    e0 = q[:, 0]
+    attractors = [(centre - beta * e0).tolist(), (centre + e0).tolist()]
+    return System(f"saddle_nd({dim})", dim, f, attractors, centre.tolist(),
+                  separatrix=lambda x: u_of((x - centre.to(x)) @ q.to(x)), params=params)

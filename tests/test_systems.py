@@ -99,3 +99,49 @@ def test_a_system_names_its_dimension_when_given_other_points():
         system.separatrix_value(torch.zeros(5))
     # a 1-D system is elementwise: chapter 3 evaluates it on a plain vector of states
     assert sl.bistable_1d()(torch.tensor([0.5, 2.0])).shape == (2,)
+
+
+@pytest.mark.parametrize("dim", [2, 16])
+def test_saddle_nd_fixed_points_and_exact_basins(dim):
+    system = sl.saddle_nd(dim, seed=1, beta=0.4, shift=1.5)
+    a, b = (torch.tensor(p) for p in system.attractors)
+    saddle = torch.tensor(system.saddle)
+    for p in (a, b, saddle):
+        assert system(p).norm() < 1e-6
+    assert abs(saddle.norm() - 1.5) < 1e-6                       # away from the origin
+    assert abs((saddle - a).norm() / (b - a).norm() - 0.4 / 1.4) < 1e-6   # off the middle
+    assert system.separatrix_value(b) > 0 > system.separatrix_value(a)
+    # the sign of separatrix_value is the basin that integration finds
+    x = sl.segment_clouds(a, b, 300, seed=3)
+    value = system.separatrix_value(x)
+    keep = value.abs() > 1e-2
+    labels = sl.basin_labels(system, x[keep], torch.stack((a, b)))
+    assert torch.equal(labels, (value[keep] > 0).long())
+    # the saddle: one unstable direction, rate 1; the attractors contract at different rates
+    rates = torch.linalg.eigvals(sl.jacobian(system, saddle.double())).real
+    assert (rates > 0).sum() == 1 and abs(rates.max() - 1) < 1e-6
+    slowest = [-torch.linalg.eigvals(sl.jacobian(system, p.double())).real.max() for p in (a, b)]
+    assert slowest[0] != slowest[1]
+
+
+def test_saddle_nd_bends_both_ways():
+    system = sl.saddle_nd(16, seed=0, flip=0.5)
+    params = system.params
+    assert params["flip"] == 0.5
+    a, b = (torch.tensor(p, dtype=torch.float64) for p in system.attractors)
+    saddle = torch.tensor(system.saddle, dtype=torch.float64)
+    e0 = (b - a) / (b - a).norm()
+    # steps sideways from the saddle, perpendicular to the segment: along some directions the
+    # separatrix bends towards b (u < 0 there), along others towards a (u > 0)
+    gen = torch.Generator().manual_seed(0)
+    sides = torch.randn(400, 16, generator=gen, dtype=torch.float64)
+    sides = sides - (sides @ e0)[:, None] * e0
+    sides = 1.5 * sides / sides.norm(dim=-1, keepdim=True)
+    u = system.separatrix_value(saddle + sides)
+    assert (u > 0.05).any() and (u < -0.05).any()
+    bowl = sl.saddle_nd(16, seed=0, flip=0.0).separatrix_value(saddle + sides)
+    assert (bowl < 0).all()          # flip 0: every direction bends the same way, as bistable_nd's
+    for bad, said in ((dict(flip=1.5), "flip must be a fraction"), (dict(beta=0.0), "beta must be > 0"),
+                      (dict(shift=float("nan")), "shift must be a finite number")):
+        with pytest.raises(ValueError, match=said):
+            sl.saddle_nd(4, **bad)
