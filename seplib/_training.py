@@ -198,7 +198,7 @@ class StopRule:
                         "end in the wrong basin)")
         warnings.warn(f"training ran all {epochs} epochs without its zero set settling: " + "; ".join(seen)
                       + ". psi may put some states in the wrong basin: check it with seplib.validate_kef, "
-                      "train longer (epochs=), or try the other objective (rhs=)", RuntimeWarning, stacklevel=3)
+                      "train longer (epochs=), or try the other objective (rhs=)", RuntimeWarning, stacklevel=4)
 
 
 class Average:
@@ -246,7 +246,7 @@ def warn_if_one_signed(net, probes):
     if positive in (0.0, 1.0):
         warnings.warn(f"psi is {'positive' if positive else 'negative'} at all {len(probes)} probe samples: it "
                       "found no separatrix where it sampled. Check that the samples (the recipe's Sampling: centre, cov, "
-                      "scales) cover both basins, or train longer or with a larger Training(balance_weight=)", RuntimeWarning, stacklevel=3)
+                      "scales) cover both basins, or train longer or with a larger Training(balance_weight=)", RuntimeWarning, stacklevel=4)
         return True
     return False
 
@@ -279,4 +279,4 @@ def warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
                   "Its zero set runs near or through an attractor: psi may be another solution of the "
                   "same equation, not this saddle's separatrix. Check it with seplib.validate_kef; try "
                   "another seed or the other objective (rhs=), or set Training(anchor_weight=1.0) for the anchor",
-                  RuntimeWarning, stacklevel=3)
+                  RuntimeWarning, stacklevel=4)

@@ -326,7 +326,7 @@ def _auto_settings(field, sampler, centre, eigenvalue, seed, device):
         warnings.warn("fit_kef found no saddle among its samples (Newton's method on f = 0 from the "
                       f"slowest of them reached none with one unstable direction), so {' and '.join(kept)}. "
                       "Pass a Recipe whose Sampling has centre= (a point on the separatrix, e.g. "
-                      "sl.separatrix_point(field, a, b)), and eigenvalue= yourself", RuntimeWarning, stacklevel=3)
+                      "sl.separatrix_point(field, a, b)), and eigenvalue= yourself", RuntimeWarning, stacklevel=4)
         return sampler, None if mu is None else AUTO_EIGENVALUE_RATIO * mu, None
     if centre:
         sampler = MultiscaleGaussian(sampler.dim, sampler.scales, saddles.mean(dim=0), sampler.cov, sampler.segment)

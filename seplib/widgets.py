@@ -12,8 +12,7 @@ import matplotlib.pyplot as plt
 import torch
 from IPython.display import HTML, display
 
-from ._guards import check_positive
-from ._guards import as_ends
+from ._guards import as_ends, check_positive
 from .kef import Recipe, auto_eigenvalue, fit_kef
 from .plots import kef_levels
 from .sampling import DEFAULT_SCALES, MultiscaleGaussian
