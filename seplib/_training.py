@@ -266,6 +266,12 @@ def warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
     ends = final_state(field, torch.stack((saddle + step * v, saddle - step * v)), T)
     if not torch.isfinite(ends).all():
         return   # the unstable manifold leaves the floats: no attractors to compare
+    warn_if_not_split(net, ends, sampler, f"the two attractors that the saddle at {_short(saddle)} leads to", n)
+
+
+def warn_if_not_split(net, ends, sampler, what, n=256, stacklevel=5):
+    """Warn if psi does not give opposite signs around the two points ``ends`` (``[2, d]``): on
+    samples of the sampler's smallest scale around each, at most 10% and at least 90% positive."""
     p = next(net.parameters())
     near = near_attractors(ends, sampler, p.device)   # the anchor's clouds, around the ends
     with torch.no_grad():
@@ -274,9 +280,9 @@ def warn_if_ends_not_split(net, field, saddle, sampler, T=60.0, n=256):
     if min(positive) <= 0.1 and max(positive) >= 0.9:
         return
     at = " and ".join(f"{_short(e)} ({q:.0%} positive)" for e, q in zip(ends, positive))
-    warnings.warn(f"psi does not tell apart the two attractors that the saddle at {_short(saddle)} "
-                  f"leads to: around {at}, where it should have one sign around each and opposite signs. "
+    warnings.warn(f"psi does not tell apart {what}: "
+                  f"around {at}, where it should have one sign around each and opposite signs. "
                   "Its zero set runs near or through an attractor: psi may be another solution of the "
                   "same equation, not this saddle's separatrix. Check it with seplib.validate_kef; try "
                   "another seed or the other objective (rhs=), or set Training(anchor_weight=1.0) for the anchor",
-                  RuntimeWarning, stacklevel=4)
+                  RuntimeWarning, stacklevel=stacklevel)

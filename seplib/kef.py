@@ -559,6 +559,8 @@ def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, c
     if not _training.warn_if_one_signed(net, probes):
         if saddle is not None:
             _training.warn_if_ends_not_split(net, field, saddle, sampler)
+        else:   # the recipe knew the saddle: a and b themselves must take opposite signs
+            _training.warn_if_not_split(net, ends, sampler, "the attractors a and b", stacklevel=4)
         if not stopped:
             stop.warn_unsettled(net, training.epochs)
     kef.fit_seconds_ = time.perf_counter() - start   # the checks above included

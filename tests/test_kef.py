@@ -506,3 +506,17 @@ def test_the_library_has_no_import_circle_and_fit_kef_fits_on_a_card():
     for module in graph:
         visit(module)
     assert len(inspect.signature(sl.fit_kef).parameters) <= 10
+
+
+@pytest.mark.parametrize("weights, warns", [([1.0, 0.0], False), ([0.0, 1.0], True)])
+def test_a_psi_that_does_not_split_a_and_b_is_warned_of(weights, warns):
+    # with the many-dimensions recipe fit_kef knows the saddle and checks a and b themselves
+    from seplib._training import warn_if_not_split
+    net = torch.nn.Linear(2, 1, bias=False)
+    with torch.no_grad():
+        net.weight.copy_(torch.tensor([weights]))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        warn_if_not_split(net, AB.double(), sl.MultiscaleGaussian(2), "the attractors a and b")
+    said = [str(w.message) for w in caught if "does not tell apart the attractors a and b" in str(w.message)]
+    assert len(said) == int(warns)
