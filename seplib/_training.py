@@ -61,26 +61,26 @@ def check_training(epochs, batch_size, lr, tol, pair_weight, flow_time, balance_
     return flow_time, tol
 
 
+def check_field_at(field, points, where):
+    """One call of the field (a ``Field``) at ``points``: a value of the wrong shape or type, or
+    NaN there, is refused before training starts; ``where`` names the points in the fix."""
+    with torch.no_grad():
+        out = field(points)
+    finite_or_raise(out, "the field's value", "training did not start", f"check f {where}", points=points)
+
+
 def check_field(field, sampler, device):
-    """The field wrapped by ``as_field``, after one call at a few samples: a value of the wrong
-    shape or type, or NaN there, is refused before training starts."""
+    """The field wrapped by ``as_field``, after one call at a few samples (``check_field_at``)."""
     field = as_field(field, sampler.dim)
     probe = sampler.sample(4, torch.Generator().manual_seed(0), device=device).reshape(-1, sampler.dim)
-    with torch.no_grad():
-        out = field(probe)
-    finite_or_raise(out, "the field's value", "training did not start", "check f on the sampled region "
-                    "(the recipe's Sampling: centre, cov, scales), or clip the field", points=probe)
+    check_field_at(field, probe, "on the sampled region (the recipe's Sampling: centre, cov, scales), or "
+                   "clip the field")
     return field
 
 
 def check_field_at_ends(field, a, b):
-    """One call of the field at a, b and their midpoint: a value of the wrong shape or type, or
-    NaN there, is refused before anything integrates it."""
-    points = torch.stack((a, b, (a + b) / 2))
-    with torch.no_grad():
-        out = field(points)
-    finite_or_raise(out, "the field's value", "training did not start", "check f at and between the "
-                    "attractors", points=points)
+    """The field at a, b and their midpoint (``check_field_at``), before anything integrates it."""
+    check_field_at(field, torch.stack((a, b, (a + b) / 2)), "at and between the attractors")
 
 
 def check_model(net, dim, device):

@@ -14,6 +14,7 @@ arithmetic through the CPU kernels of ``_fast.py``. The figures behind each defa
 benchmarks/RESULTS.md.
 """
 import copy
+import inspect
 import math
 import time
 import warnings
@@ -610,7 +611,8 @@ def fit_kef_snapshots(field, a, b, at_epochs, **fit_kw):
         if epoch in at:
             copies[epoch] = copy.deepcopy(kef).eval()
 
-    settings = dict(rhs="standard", eigenvalue="auto", seed=0, device=None, progress=True, recipe=None)
+    settings = {k: p.default for k, p in inspect.signature(fit_kef).parameters.items()
+                if p.kind is p.KEYWORD_ONLY and k != "epochs"}
     unknown = set(fit_kw) - set(settings)
     if unknown:
         raise TypeError(f"fit_kef_snapshots takes fit_kef's keyword arguments but epochs, got {sorted(unknown)}")

@@ -14,8 +14,10 @@ from .validate import grid, wrong_basin
 # and in their gaps where the two agree
 ZERO_STYLE = dict(colors="gold", linewidths=1.8, linestyles="--", zorder=4)
 TRUTH_STYLE = dict(colors="k", linewidths=3.2, zorder=3)
-ZERO_HANDLE = dict(color="gold", lw=1.8, ls="--", label=r"$\psi = 0$")
-TRUTH_HANDLE = dict(color="k", lw=3.2)
+# the legend's lines, drawn as the contours are
+ZERO_HANDLE = dict(color=ZERO_STYLE["colors"], lw=ZERO_STYLE["linewidths"], ls=ZERO_STYLE["linestyles"],
+                   label=r"$\psi = 0$")
+TRUTH_HANDLE = dict(color=TRUTH_STYLE["colors"], lw=TRUTH_STYLE["linewidths"])
 
 
 def _ax(ax, figsize=(5.5, 4.5)):

@@ -141,6 +141,29 @@ def analytic_kef_1d(x: torch.Tensor) -> torch.Tensor:
     return x / torch.sqrt(torch.abs(1 - x**2))
 
 
+def _warped_frame(system, dim, seed, rates):
+    """What bistable_nd and saddle_nd share, checked and drawn from ``seed`` in this order:
+    ``(dim, (low, high), generator, Q, r_i, w_i)``: a random rotation Q, the contraction rates r_i
+    spread log-evenly over ``rates`` in a random order, weights w_i random in [0, 2]. The
+    generator goes on to draw what each system adds."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 2:
+        raise ValueError(f"{system}: dim must be an integer >= 2, got {dim!r}")
+    dim = int(dim)
+    try:
+        low, high = (finite_real(r) for r in rates)
+    except (TypeError, ValueError):
+        low = high = None
+    if low is None or high is None or not 0 < low <= high:
+        raise ValueError(f"{system}: rates must be (low, high) with 0 < low <= high, got {rates!r}")
+    gen = seeded(seed)
+    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
+    q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only
+    r_i = torch.logspace(math.log10(low), math.log10(high), dim - 1, dtype=torch.float64)
+    r_i = r_i[torch.randperm(dim - 1, generator=gen)]
+    w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
+    return dim, (low, high), gen, q, r_i, w_i
+
+
 def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0)) -> System:
     """A d-dimensional bistable system whose separatrix is a curved hypersurface known exactly.
 
@@ -156,22 +179,8 @@ def bistable_nd(dim: int, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0
     to a logarithm far out (so the field stays tame there). ``separatrix_value(x)`` is u,
     positive in the basin of ``attractors[1]``.
     """
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 2:
-        raise ValueError(f"bistable_nd: dim must be an integer >= 2, got {dim!r}")
-    dim = int(dim)
-    try:
-        low, high = (finite_real(r) for r in rates)
-    except (TypeError, ValueError):
-        low = high = None
-    if low is None or high is None or not 0 < low <= high:
-        raise ValueError(f"bistable_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
+    dim, (low, high), gen, q, r_i, w_i = _warped_frame("bistable_nd", dim, seed, rates)
     curvature = _real(curvature, "curvature", "bistable_nd")
-    gen = seeded(seed)
-    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))            # a rotation that depends on the seed only
-    r_i = torch.logspace(math.log10(low), math.log10(high), dim - 1, dtype=torch.float64)
-    r_i = r_i[torch.randperm(dim - 1, generator=gen)]
-    w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
     params = {"dim": dim, "seed": seed, "curvature": curvature, "rates": (low, high)}
 
     def u_of(z):
@@ -210,27 +219,13 @@ def saddle_nd(dim: int, seed: int = 0, curvature: float = 0.5, flip: float = 0.5
     unless beta = 1, and the attractors contract at different rates, (1 + beta) / beta and
     1 + beta. ``separatrix_value(x)`` is u, positive in the basin of ``attractors[1]``.
     """
-    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < 2:
-        raise ValueError(f"saddle_nd: dim must be an integer >= 2, got {dim!r}")
-    dim = int(dim)
-    try:
-        low, high = (finite_real(r) for r in rates)
-    except (TypeError, ValueError):
-        low = high = None
-    if low is None or high is None or not 0 < low <= high:
-        raise ValueError(f"saddle_nd: rates must be (low, high) with 0 < low <= high, got {rates!r}")
+    dim, (low, high), gen, q, r_i, w_i = _warped_frame("saddle_nd", dim, seed, rates)
     curvature, flip, beta, shift = (_real(v, n, "saddle_nd") for v, n in
                                     ((curvature, "curvature"), (flip, "flip"), (beta, "beta"), (shift, "shift")))
     if not 0 <= flip <= 1:
         raise ValueError(f"saddle_nd: flip must be a fraction in [0, 1], got {flip!r}")
     if not beta > 0:
         raise ValueError(f"saddle_nd: beta must be > 0 (the first attractor's distance from the saddle), got {beta!r}")
-    gen = seeded(seed)
-    q, r = torch.linalg.qr(torch.randn(dim, dim, generator=gen, dtype=torch.float64))
-    q = q * torch.sign(torch.diagonal(r))
-    r_i = torch.logspace(math.log10(low), math.log10(high), dim - 1, dtype=torch.float64)
-    r_i = r_i[torch.randperm(dim - 1, generator=gen)]
-    w_i = 2 * torch.rand(dim - 1, generator=gen, dtype=torch.float64)
     s_i = torch.ones(dim - 1, dtype=torch.float64)
     s_i[torch.randperm(dim - 1, generator=gen)[:round(flip * (dim - 1))]] = -1.0
     centre = torch.randn(dim, generator=gen, dtype=torch.float64)
