@@ -25,7 +25,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from . import _fast, _training
-from .flow import _nearer
+from .flow import _nearer, settle
 from ._guards import _short, as_ends, as_field, as_states, check_count, check_seed, finite_real
 from .sampling import (DEFAULT_SCALES, MultiscaleGaussian, Sampling, pair_ends, sampled_expansion_rate,
                        sampled_saddles, sampling_region)
@@ -117,7 +117,8 @@ class KEF(nn.Module):
     """A trained eigenfunction: ``kef(x)`` maps ``Tensor[..., d]`` to ``Tensor[...]``.
 
     ``net`` is the underlying module (``[N, d] -> [N, 1]``); ``loss_history_`` holds the loss of
-    every epoch, ``fit_seconds_`` the training time and ``mean_`` the centre of the samples.
+    every epoch, ``fit_seconds_`` the training time, ``mean_`` the centre of the samples and
+    ``attractors_`` ``[2, d]``, the a and b it separates (``smallest_flip(..., target=)``).
     """
 
     def __init__(self, net, dim, rhs="standard", eigenvalue=1.0):
@@ -126,6 +127,7 @@ class KEF(nn.Module):
         self.loss_history_ = []
         self.fit_seconds_ = None
         self.mean_ = None
+        self.attractors_ = None
 
     def forward(self, x):
         """psi at ``x`` (``[..., d]``), computed on the network's device, returned on x's."""
@@ -269,7 +271,7 @@ def sign_loss(psi, y, softness=0.1):
     return softness * torch.nn.functional.softplus(-y * psi / w).mean()
 
 
-def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T=60.0):
+def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T=60.0, others=None):
     """The ``n`` probes nearest psi's zero set and the basin each is in, found by simulation:
     ``(x [m, d], y [m])``, y = +1 where the state goes to the attractor at which psi is
     positive, -1 where it goes to the other. ``probes`` are ``n_scales`` equal blocks, one per
@@ -278,7 +280,11 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
 
     Far from the saddle the equation barely constrains psi's sign: psi is tiny near its zero
     set there, and so is the residual of a zero set in the wrong place. A few thousand
-    trajectories from exactly there, psi's weakest places, say where it is wrong."""
+    trajectories from exactly there, psi's weakest places, say where it is wrong.
+
+    ``others`` (``[k, d]``, a and b among them): where there are more memories than a and b
+    (``basin_map``), each state is simulated until it settles at one of them, and only those
+    that settle at a or b are kept."""
     a, b = torch.as_tensor(attractors, dtype=probes.dtype, device=probes.device)
     x = probes.detach().clone().requires_grad_()
     psi = net(x).flatten()
@@ -288,7 +294,14 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     picks = nearness.topk(k, dim=1, largest=False).indices
     x = probes[(picks + torch.arange(n_scales, device=picks.device)[:, None] * nearness.shape[1]).flatten()]
     try:
-        to_b, end = _nearer(field, x, a, b, T)
+        if others is None:
+            to_b, end = _nearer(field, x, a, b, T)
+        else:
+            others = torch.as_tensor(others, dtype=probes.dtype, device=probes.device)
+            ia, ib = ((others - p).norm(dim=-1).argmin().item() for p in (a, b))
+            label, end = settle(field, x, others, T, relative_tol=0.5)
+            ours = (label == ia) | (label == ib)
+            x, end, to_b = x[ours], end[ours], label[ours] == ib
     except FloatingPointError as err:   # integrate's: a trajectory blew up
         raise FloatingPointError(f"refine: integrating the field from the states nearest psi's zero set "
                                  f"failed ({err.__cause__}): the field is NaN, inf or too stiff along their "
@@ -488,9 +501,11 @@ def fit_kef(field, a, b, *, rhs="standard", eigenvalue="auto", epochs=None, seed
     return _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe)
 
 
-def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, callback=None, run_all=False):
+def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, callback=None, run_all=False,
+         others=None):
     """fit_kef, and with ``callback(epoch, kef)`` after every step (which sees the step's weights)
-    and, with ``run_all``, no stop rule."""
+    and, with ``run_all``, no stop rule; ``others``: every memory, where there are more than a and
+    b (``basin_map``: the refinement simulates to all of them)."""
     start = time.perf_counter()
     recipe = Recipe() if recipe is None else recipe
     if not isinstance(recipe, Recipe):
@@ -537,6 +552,7 @@ def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, c
     _training.check_model(net, dim, device)
     kef = KEF(net, dim, rhs, float(eigenvalue))
     kef.mean_ = sampler.mean.clone()
+    kef.attractors_ = torch.stack((a, b))
 
     ends = torch.stack((a, b)).double()
     near = _training.near_attractors(None if training.anchor_weight is None else ends, sampler, device)
@@ -553,7 +569,7 @@ def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, c
                      callback, progress, name)
     if recipe.refinement is not None:
         refine = recipe.refinement
-        labelled = zero_set_labels(net, field, probes, sampler.groups, ends.to(probes), refine.states)
+        labelled = zero_set_labels(net, field, probes, sampler.groups, ends.to(probes), refine.states, others=others)
         no_stop = _training.StopRule(probes, pairs, None, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
         _train(net, kef, batches(refine.epochs, seed + 3, labelled), refine.epochs, training.lr / 10, step_args,
                no_stop, callback, progress, name + " refined")

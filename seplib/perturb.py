@@ -65,8 +65,14 @@ def _check_delta(delta, x0, nonzero):
                      f"e.g. from sl.smallest_flip; got {problem}")
 
 
-def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-5, seed=0):
+def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-5, seed=0, target=None):
     """The smallest-norm delta with psi(x0 + delta) = 0: the nearest point of psi's zero set.
+
+    ``target`` (an index): the smallest push into the basin of that memory. With a ``BasinMap``
+    (``sl.basin_map``) it is the nearest point of the region the map gives memory ``target``
+    (where its margin, ``bm.margins``, reaches 0), so it need not be a neighbour of x0's basin;
+    with a KEF from ``fit_kef`` it is 0 (a) or 1 (b), and must be the side psi does not put x0 on.
+    A BasinMap needs a target.
 
     Sequential linearisation: at each step psi is linearised at x0 + delta and delta jumps to the
     nearest point of that linear zero set, (g . delta - psi) g / |g|^2 with g = grad psi there
@@ -88,6 +94,8 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     check_fraction(damping, "damping", True, False, " (the fraction of each jump taken)")
     dim = getattr(kef, "dim", None)
     x0, m = _check_state(x0, dim, mask)
+    if target is not None or hasattr(kef, "margins"):
+        kef = _TargetSide(kef, x0, target)
     psi0, g0 = _psi_and_grad(kef, x0[None])
     finite_or_raise(torch.cat((psi0.reshape(-1), g0.reshape(-1))), "psi or its gradient at x0",
                     "there is no zero set to step towards", "check the KEF (a diverged fit?) and x0",
@@ -130,6 +138,38 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     return delta[norms.argmin()].detach()
 
 
+class _TargetSide:
+    """A function > 0 exactly where ``kef`` puts a state in memory ``target``'s basin, used as
+    psi by smallest_flip: the map's margin for it, or a KEF's psi signed by its side at that
+    memory. ``mean_``: the target memory (no push need reach past it)."""
+
+    def __init__(self, kef, x0, target):
+        many = hasattr(kef, "margins")
+        ends = kef.attractors if many else getattr(kef, "attractors_", None)
+        if target is None:
+            raise ValueError("a BasinMap needs target= (the index of the memory to push x0 into, "
+                             f"0 to {len(ends) - 1})")
+        if ends is None:
+            raise ValueError("target= needs to know the memories: give a KEF from sl.fit_kef (it keeps its a and b "
+                             "as kef.attractors_) or a BasinMap from sl.basin_map")
+        if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < len(ends):
+            raise ValueError(f"target must be the index of a memory, an integer from 0 to {len(ends) - 1}, got "
+                             f"{target!r}")
+        self.kef, self.target, self.many, self.dim = kef, target, many, len(x0)
+        self.mean_ = ends[target].to(x0)
+        self.sign = 1.0 if many else (1.0 if psi_of(kef, self.mean_).item() > 0 else -1.0)
+        own = self(x0[None]).item()
+        if own > 0:
+            where = (f"the map puts x0 in memory {target}'s basin already" if many else
+                     f"psi puts x0 on memory {target}'s side already (psi(x0) = {psi_of(kef, x0).item():.3g})")
+            raise ValueError(f"{where}: choose another target")
+
+    def __call__(self, x):
+        if self.many:
+            return self.kef.margins(x)[..., self.target]
+        return self.sign * psi_of(self.kef, x)
+
+
 def _labels(field, x, attractors, T, relative_tol=None):
     labels, _ = settle(field, x, attractors, T, relative_tol=relative_tol)
     return labels
@@ -142,13 +182,17 @@ def _in_a_basin(own):
     return own
 
 
-def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None):
+def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None, target=None):
     """How ``delta`` does, checked by simulation: ``"flips"`` when x0 + (1 + margin) delta ends
     at the other attractor and x0 + (1 - margin) delta at x0's own (it reaches just across the
     separatrix); ``"short"`` when x0 + (1 + margin) delta stays in x0's basin; ``"past"`` when
     x0 + (1 - margin) delta has already left it (a shorter push along delta flips too);
     ``"unsettled"`` when x0 + (1 + margin) delta reaches no attractor within T. ``relative_tol``:
-    see ``settle`` (memories on slow manifolds)."""
+    see ``settle`` (memories on slow manifolds).
+
+    ``target`` (an index into attractors): "flips" means x0 + (1 + margin) delta reaches that
+    memory and x0 + (1 - margin) delta does not; ``"elsewhere"`` when x0 + (1 + margin) delta
+    reaches another memory, neither x0's nor the target."""
     field = as_field(field)
     x0, _, attractors = _state_and_attractors(x0, attractors, None)
     delta = _check_delta(delta, x0, nonzero=False)
@@ -156,21 +200,60 @@ def flip_verdict(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol
     own, short, past = _labels(field, torch.stack((x0, x0 + (1 - margin) * delta, x0 + (1 + margin) * delta)),
                                attractors, T, relative_tol).tolist()
     _in_a_basin(own)
+    target = _check_target(target, own, len(attractors))
     if past == own:
         return "short"
-    if short != own:
+    if short != own and (target is None or short == target):
         return "past"
-    return "flips" if past >= 0 else "unsettled"
+    if past < 0:
+        return "unsettled"
+    return "flips" if target is None or (past == target and short != target) else "elsewhere"
 
 
-def flips(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None):
+def _check_target(target, own, k):
+    """target as an int (or None), or ValueError: out of range, or x0's own basin."""
+    if target is None:
+        return None
+    if isinstance(target, bool) or not isinstance(target, int) or not 0 <= target < k:
+        raise ValueError(f"target must be the index of a memory, an integer from 0 to {k - 1}, got {target!r}")
+    if target == own:
+        raise ValueError(f"x0 is already in the basin of memory {target} (by simulation): choose another target")
+    return target
+
+
+def flips(field, x0, delta, attractors, margin=0.02, T=60.0, relative_tol=None, target=None):
     """Does ``delta`` flip x0's basin, just across the separatrix? ``flip_verdict(...) ==
-    "flips"``: checked by simulation, x0 + (1 + margin) delta ends at the other attractor and
-    x0 + (1 - margin) delta at x0's own."""
-    return flip_verdict(field, x0, delta, attractors, margin, T, relative_tol) == "flips"
+    "flips"``: checked by simulation, x0 + (1 + margin) delta ends at the other attractor (or
+    at ``target``) and x0 + (1 - margin) delta at x0's own (or not at ``target``)."""
+    return flip_verdict(field, x0, delta, attractors, margin, T, relative_tol, target) == "flips"
 
 
-def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, relative_tol=None):
+def _first_entry(field, x0, u, attractors, target, T, n_iter, relative_tol, n_scan=8):
+    """Along each ray x0 + s u[n] (s in [0, 1]), the first s where the flow reaches memory
+    ``target``: a scan at ``n_scan`` points, then bisection on "reaches target" between the last
+    point that does not and the first that does. Returns ``(s [n], trajectories used)``, s NaN
+    on rays that never reach it."""
+    grid = torch.linspace(0, 1, n_scan + 1)[1:]
+    points = x0 + grid[None, :, None] * u[:, None]
+    hit = _labels(field, points.reshape(-1, len(x0)), attractors, T, relative_tol).reshape(len(u), n_scan) == target
+    used = hit.numel()
+    some = hit.any(dim=1)
+    first = hit.float().argmax(dim=1)
+    hi = grid[first]
+    lo = torch.where(first > 0, grid[(first - 1).clamp(min=0)], torch.zeros(()))
+    rays = some.nonzero().flatten()
+    for _ in range(n_iter):
+        if not len(rays):
+            break
+        mid = (lo[rays] + hi[rays]) / 2
+        there = _labels(field, x0 + mid[:, None] * u[rays], attractors, T, relative_tol) == target
+        hi[rays] = torch.where(there, mid, hi[rays])
+        lo[rays] = torch.where(there, lo[rays], mid)
+        used += len(rays)
+    return torch.where(some, hi, torch.full_like(hi, float("nan"))), used
+
+
+def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, relative_tol=None, target=None):
     """psi's direction, simulation's length: bisection on simulated trajectories along ``delta``'s
     direction, out to ``reach`` times |delta|, for where the flow really crosses into the other
     basin. psi is only as accurate as its training: in many dimensions its zero set can lie a
@@ -180,7 +263,9 @@ def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, rela
     Returns ``(delta, n_trajectories)``: the push along delta's direction that just crosses
     (to within ``reach * 2^-n_iter`` of |delta|), and the trajectories simulated (``n_iter + 2``);
     delta is None if x0 + reach * delta does not reach the other basin either.
-    ``relative_tol``: see ``settle`` (memories on slow manifolds).
+    ``relative_tol``: see ``settle`` (memories on slow manifolds). ``target``: the push along
+    delta's direction that first reaches that memory's basin (a scan of 8 points out to reach
+    |delta|, then bisection): on the way it may cross a third basin.
     """
     field = as_field(field)
     x0, _, attractors = _state_and_attractors(x0, attractors, None)
@@ -190,6 +275,9 @@ def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, rela
         raise ValueError(f"reach must be > 1 (how far past |delta| to look), got {reach!r}")
     own, far = _labels(field, torch.stack((x0, x0 + reach * delta)), attractors, T, relative_tol).tolist()
     own = _in_a_basin(own)
+    if _check_target(target, own, len(attractors)) is not None:
+        s, used = _first_entry(field, x0, reach * delta[None], attractors, target, T, n_iter, relative_tol)
+        return (None if torch.isnan(s[0]) else reach * s[0] * delta), used + 2
     if far < 0 or far == own:
         return None, 2
     s = bisect(field, lambda s: x0 + reach * s[:, None] * delta, attractors[own], attractors[far], 1, T,
@@ -198,7 +286,7 @@ def refine_flip(field, x0, delta, attractors, reach=2.0, T=60.0, n_iter=12, rela
 
 
 def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=None, T=60.0, n_iter=20,
-                     seed=0, relative_tol=None):
+                     seed=0, relative_tol=None, target=None):
     """The smallest flip that simulation alone finds: bisection on simulated trajectories along
     ``n_directions`` random directions (masked) and along the straight line to the other
     attractor, each out to ``reach`` (default: twice the distance between the attractors).
@@ -206,9 +294,16 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     Returns ``(delta, n_trajectories)``: the smallest flipping delta found (None if no direction
     flips within reach) and how many trajectories it simulated. ``n_directions=0`` searches the
     line alone (no mask, two attractors). ``relative_tol``: see ``settle``.
+
+    ``target``: the smallest push into that memory's basin: along each direction (and the line
+    to the target, without a mask) the first point that reaches it, by a scan of 8 points out
+    to ``reach`` (default: twice the distance from x0 to the target) and bisection.
     """
     field = as_field(field)
     x0, m, attractors = _state_and_attractors(x0, attractors, mask)
+    if target is not None:
+        return _brute_force_to(field, x0, m, attractors, n_directions, mask is None, reach, T, n_iter, seed,
+                               relative_tol, target)
     line = mask is None and len(attractors) == 2   # the straight line to the other attractor is searched too
     check_count(n_directions, "n_directions", minimum=0)
     check_count(n_iter, "n_iter")
@@ -233,3 +328,24 @@ def brute_force_flip(field, x0, attractors, n_directions=256, mask=None, reach=N
     used += n_iter * len(u)
     delta = reach * s[:, None] * u
     return delta[delta.norm(dim=-1).argmin()], used
+
+
+def _brute_force_to(field, x0, m, attractors, n_directions, line, reach, T, n_iter, seed, relative_tol, target):
+    own = _in_a_basin(_labels(field, x0[None], attractors, T, relative_tol).item())
+    target = _check_target(target, own, len(attractors))
+    check_count(n_directions, "n_directions", minimum=0)
+    check_count(n_iter, "n_iter")
+    if n_directions == 0 and not line:
+        raise ValueError("n_directions=0 searches the line to the target alone, and there is none with a mask: "
+                         "give n_directions >= 1")
+    reach = 2 * (attractors[target] - x0).norm().item() if reach is None else check_positive(reach, "reach")
+    gen = seeded(seed)
+    u = torch.randn(n_directions, len(x0), generator=gen) * m
+    if line:
+        u = torch.cat(((attractors[target] - x0)[None], u))
+    u = reach * u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    s, used = _first_entry(field, x0, u, attractors, target, T, n_iter, relative_tol)
+    if torch.isnan(s).all():
+        return None, used + 1
+    norms = torch.where(torch.isnan(s), torch.full_like(s, float("inf")), s * u.norm(dim=-1))
+    return (s[norms.argmin()] * u[norms.argmin()]), used + 1

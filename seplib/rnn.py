@@ -91,27 +91,29 @@ def gru_vector_field(model, speed=1.0, dt=1.0):
 
 # ---- the task -------------------------------------------------------------------------------
 
-def flipflop_trials(n_trials, n_steps=100, pulse_prob=0.05, generator=None):
-    """One-bit flip-flop trials: inputs ``[n_steps, n_trials, 1]`` of +-1 pulses at random times
-    (one always at t = 0, so the memory is defined from the start), targets holding the sign of
-    the most recent pulse."""
-    pulse = torch.rand(n_steps, n_trials, generator=generator) < pulse_prob
+def flipflop_trials(n_trials, n_steps=100, pulse_prob=0.05, generator=None, bits=1):
+    """k-bit flip-flop trials (k = ``bits``): inputs ``[n_steps, n_trials, bits]``, each channel
+    +-1 pulses at random times (one always at t = 0, so every memory is defined from the start),
+    targets holding the sign of each channel's most recent pulse. The bits are independent, so a
+    network that solves the task holds 2^k memories."""
+    pulse = torch.rand(n_steps, n_trials, bits, generator=generator) < pulse_prob
     pulse[0] = True
-    sign = torch.where(torch.rand(n_steps, n_trials, generator=generator) < 0.5, -1.0, 1.0)
+    sign = torch.where(torch.rand(n_steps, n_trials, bits, generator=generator) < 0.5, -1.0, 1.0)
     u = torch.where(pulse, sign, torch.zeros(()))
     target = torch.empty_like(u)
     held = u[0]
     for t in range(n_steps):
         held = torch.where(pulse[t], u[t], held)
         target[t] = held
-    return u.unsqueeze(-1), target.unsqueeze(-1)
+    return u, target
 
 
 def flipflop_error(model, n_trials=500, n_steps=100, pulse_prob=0.05, seed=12345):
-    """Fraction of time steps, on fresh trials, where the output's sign differs from the target."""
+    """Fraction of time steps (and bits), on fresh trials, where an output's sign differs from
+    its target. The number of bits is the network's number of inputs."""
     gen = torch.Generator().manual_seed(seed)
-    u, target = flipflop_trials(n_trials, n_steps, pulse_prob, gen)
     p = next(model.parameters())
+    u, target = flipflop_trials(n_trials, n_steps, pulse_prob, gen, bits=model.rnn.input_size)
     with torch.no_grad():
         out, _ = model(u.to(p.device, p.dtype))
     return (torch.sign(out.cpu()) != target).float().mean().item()

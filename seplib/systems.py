@@ -17,9 +17,12 @@ from ._guards import as_states, finite_real, seeded
 class System:
     """A vector field with its dimension and its known fixed points.
 
-    ``attractors`` is a ``[2, d]`` list of the stable points, ``saddle`` the fixed point on the
-    separatrix between them, ``separatrix`` (optional) a function giving, for points ``x``, a signed
-    quantity whose zero set is the true separatrix (for plots and tests).
+    ``attractors`` is a ``[k, d]`` list of the stable points (k = 2 but for the many-basin
+    systems), ``saddle`` the fixed point on the separatrix between the two (for k > 2: the
+    ``[m, d]`` list of the saddles with one unstable direction), ``separatrix`` (optional) a
+    function giving, for points ``x``, a signed quantity whose zero set is the true separatrix
+    (for plots and tests), ``basins`` (optional) one giving the exact index of each point's
+    attractor.
     """
 
     name: str
@@ -29,6 +32,7 @@ class System:
     saddle: list
     separatrix: Callable[[torch.Tensor], torch.Tensor] | None = None
     params: dict = dc_field(default_factory=dict)
+    basins: Callable[[torch.Tensor], torch.Tensor] | None = None
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self._check(x)
@@ -42,6 +46,14 @@ class System:
                              "integration (seplib.basin_labels)")
         self._check(x)
         return self.separatrix(x)
+
+    def basin(self, x: torch.Tensor) -> torch.Tensor:
+        """The exact index in ``attractors`` of the basin of each point (``[..., d] -> [...]``,
+        long), where it is known."""
+        self._check(x)
+        if self.basins is not None:
+            return self.basins(x)
+        return (self.separatrix_value(x) > 0).long()
 
     def _check(self, x):
         if self.dim == 1:   # elementwise: any shape is a batch of 1-D states
@@ -250,3 +262,112 @@ def saddle_nd(dim: int, seed: int = 0, curvature: float = 0.5, flip: float = 0.5
     attractors = [(centre - beta * e0).tolist(), (centre + e0).tolist()]
     return System(f"saddle_nd({dim})", dim, f, attractors, centre.tolist(),
                   separatrix=lambda x: u_of((x - centre.to(x)) @ q.to(x)), params=params)
+
+
+def _warped_switches(system, dim, m, seed, curvature, rates):
+    """The frame of the many-basin systems: ``(dim, params, q, warp)``. In z = Q^T x the first
+    ``m`` coordinates carry the switches and the rest contract at rates r_i; the switches'
+    coordinates are u_j = z_j - c_j(z), c_j = curvature * sum_i s_ij log(1 + w_ij z_i^2) over
+    the contracting i, with random weights w_ij in [0, 2] and signs s_ij (each sheet bends both
+    ways). ``warp(x, g)`` is the field whose u follows du/dt = g(u)."""
+    if isinstance(dim, bool) or not isinstance(dim, numbers.Integral) or dim < m:
+        raise ValueError(f"{system}: dim must be an integer >= {m} (the switches' coordinates), got {dim!r}")
+    dim = int(dim)
+    if dim == m:
+        q, gen = torch.eye(dim, dtype=torch.float64), seeded(seed)
+        r_i = w = s = torch.zeros(0, dtype=torch.float64)
+    else:
+        _, (low, high), gen, q, _, _ = _warped_frame(system, dim, seed, rates)
+        # _warped_frame spreads d - 1 rates; m switches leave d - m contracting coordinates
+        r_i = torch.logspace(math.log10(low), math.log10(high), dim - m, dtype=torch.float64)
+        r_i = r_i[torch.randperm(dim - m, generator=gen)]
+        w = 2 * torch.rand(m, dim - m, generator=gen, dtype=torch.float64)
+        s = torch.where(torch.rand(m, dim - m, generator=gen) < 0.5, -1.0, 1.0).double()
+    curvature = _real(curvature, "curvature", system)
+
+    def u_of(x):
+        z = x @ q.to(x)
+        rest = z[..., m:]
+        c = curvature * (s.to(z) * torch.log1p(w.to(z) * rest[..., None, :] ** 2)).sum(-1)
+        return z[..., :m] - c, z
+
+    def warp(x, g):
+        u, z = u_of(x)
+        rest = z[..., m:]
+        # dz_j/dt = du_j/dt + sum_i dc_j/dz_i dz_i/dt, dc_j/dz_i = 2 curvature s_ij w_ij z_i / (1 + w_ij z_i^2)
+        r2 = rest[..., None, :] ** 2
+        bend = 2 * curvature * ((s * w * r_i).to(z) * r2 / (1 + w.to(z) * r2)).sum(-1)
+        dz = torch.cat((g(u) - bend, -r_i.to(z) * rest), dim=-1)
+        return dz @ q.to(x).T
+
+    return dim, curvature, q, u_of, warp
+
+
+def multistable_nd(dim: int, bits: int = 3, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0)) -> System:
+    """A d-dimensional system with 2^bits attractors whose basins are known exactly: ``bits``
+    independent switches, each a curved sheet. In z = Q^T x (Q a random rotation), with
+    u_j = z_j - c_j(z) for j < bits (c_j bends the j-th sheet along the contracting coordinates,
+    towards one side along some and the other along others),
+
+        du_j/dt = u_j - u_j^3,   dz_i/dt = -r_i z_i  (i >= bits).
+
+    The attractors are the sign patterns u = (+-1, ..., +-1), rest 0, at x = Q (+-1, ..., 0);
+    attractor n has u_j = +1 where bit j of n is set (so ``attractors[n]`` is the n-th pattern).
+    The saddles with one unstable direction have one u_j = 0 (bits * 2^(bits - 1) of them),
+    ``basin(x)`` is the pattern of signs of u, and ``separatrix_value(x)`` is u_0 (> 0 where bit
+    0 is set).
+    """
+    if isinstance(bits, bool) or not isinstance(bits, numbers.Integral) or not 1 <= bits <= 8:
+        raise ValueError(f"multistable_nd: bits must be an integer from 1 to 8 (2^bits attractors), got {bits!r}")
+    dim, curvature, q, u_of, warp = _warped_switches("multistable_nd", dim, bits, seed, curvature, rates)
+    weights = 2 ** torch.arange(bits)
+    patterns = torch.tensor([[1.0 if n >> j & 1 else -1.0 for j in range(bits)] for n in range(2**bits)],
+                            dtype=torch.float64)
+    saddles = [torch.cat((p[:j], torch.zeros(1, dtype=torch.float64), p[j + 1:]))
+               for j in range(bits) for p in patterns if p[j] < 0]
+    embed = lambda u: torch.cat((u, torch.zeros(len(u), dim - bits, dtype=torch.float64)), -1) @ q.T
+    params = {"dim": dim, "bits": bits, "seed": seed, "curvature": curvature, "rates": tuple(rates)}
+    return System(f"multistable_nd({dim}, bits={bits})", dim, lambda x: warp(x, lambda u: u - u**3),
+                  embed(patterns).tolist(), embed(torch.stack(saddles)).tolist(),
+                  separatrix=lambda x: u_of(x)[0][..., 0], params=params,
+                  basins=lambda x: ((u_of(x)[0] > 0).long() * weights.to(x.device)).sum(-1))
+
+
+def wells_nd(dim: int, wells: int = 3, seed: int = 0, curvature: float = 0.5, rates=(0.5, 2.0)) -> System:
+    """A d-dimensional system with ``wells`` attractors around a circle whose basins meet at an
+    angle, known exactly. In z = Q^T x, with (u_0, u_1) = (z_0, z_1) - c(z) bent as in
+    ``multistable_nd`` and u = r e^{i theta} in the plane,
+
+        dr/dt = r (1 - r^2),   dtheta/dt = -sin(k theta) r^k / (1 + r^k),   dz_i/dt = -r_i z_i,
+
+    with k = ``wells``. The attractors are r = 1, theta = 2 pi n / k; the saddles (one unstable
+    direction, rate k/2) are r = 1, theta = (2n + 1) pi / k; the basins are the sectors between
+    the rays theta = (2n + 1) pi / k, which all meet at the source r = 0 (two unstable
+    directions), at angles of 2 pi / k: neighbouring basins share a boundary, the others meet
+    at a point of the plane only. ``basin(x)`` is the sector of (u_0, u_1); ``separatrix_value``
+    is -u_0 (the separatrix for k = 2).
+    """
+    if isinstance(wells, bool) or not isinstance(wells, numbers.Integral) or not 2 <= wells <= 12:
+        raise ValueError(f"wells_nd: wells must be an integer from 2 to 12, got {wells!r}")
+    k = int(wells)
+    dim, curvature, q, u_of, warp = _warped_switches("wells_nd", dim, 2, seed, curvature, rates)
+
+    def g(u):
+        x, y = u[..., 0], u[..., 1]
+        r2 = x * x + y * y
+        zk = torch.complex(x, y) ** k
+        s = zk.imag / (1 + r2 ** (k / 2))          # r^k sin(k theta) / (1 + r^k)
+        return torch.stack((x * (1 - r2) + y * s, y * (1 - r2) - x * s), dim=-1)   # r' e_r - r s e_theta
+
+    def basins(x):
+        u = u_of(x)[0]
+        theta = torch.atan2(u[..., 1], u[..., 0])
+        return torch.remainder(torch.round(theta * k / (2 * math.pi)), k).long()
+
+    angle = lambda n: torch.tensor([math.cos(n * math.pi / k), math.sin(n * math.pi / k)], dtype=torch.float64)
+    embed = lambda u: torch.cat((u, torch.zeros(len(u), dim - 2, dtype=torch.float64)), -1) @ q.T
+    attractors = embed(torch.stack([angle(2 * n) for n in range(k)]))
+    saddles = embed(torch.stack([angle(2 * n + 1) for n in range(k)]))
+    params = {"dim": dim, "wells": k, "seed": seed, "curvature": curvature, "rates": tuple(rates)}
+    return System(f"wells_nd({dim}, wells={k})", dim, lambda x: warp(x, g), attractors.tolist(), saddles.tolist(),
+                  separatrix=lambda x: -u_of(x)[0][..., 0], params=params, basins=basins)
