@@ -23,6 +23,7 @@ from .kef import Recipe, _fit
 from .sampling import sampling_region
 
 SIDE_STEP = 0.05      # the test points beside a saddle, along its unstable direction: x |a_i - a_j|
+VALLEY = 0.05         # find_memories: one memory where the flow between two ends is this slow
 RELATIVE_TOL = 0.5    # settled once twice as far from every other memory (slow manifolds: flow.settle)
 
 
@@ -48,8 +49,10 @@ def find_memories(field, dim, n_starts=1024, T=60.0, spread=2.0, seed=0, merge=N
     span (random mixtures of them, plus noise of their spread): a memory whose basin the first
     starts missed lies between the others in a network that holds many. A point counts as a
     memory only if at least 1% of a round's starts settle there and its Jacobian has no unstable
-    direction (a saddle's stable manifold catches a start or two). Returns ``[k, dim]``, sorted
-    by coordinates.
+    direction (a saddle's stable manifold catches a start or two). Two ends count as one memory
+    when the flow along the segment between them is nearly stopped (a slow manifold: at most
+    ``VALLEY`` times the median, over all pairs, of the fastest speed along the segment per unit
+    of its length), however far apart they are. Returns ``[k, dim]``, sorted by coordinates.
     """
     check_count(rounds, "rounds", minimum=0)
     with warnings.catch_warnings():
@@ -68,6 +71,7 @@ def find_memories(field, dim, n_starts=1024, T=60.0, spread=2.0, seed=0, merge=N
         if not fresh:
             break
         found = torch.cat((found, torch.stack(fresh)))
+    found = _one_per_valley(field, found)
     stable = [c for c in found if _unstable(torch.linalg.eigvals(jacobian(field, c[None])[0].double()),
                                             relative=1e-2) == 0]
     if len(stable) < 2:
@@ -75,6 +79,31 @@ def find_memories(field, dim, n_starts=1024, T=60.0, spread=2.0, seed=0, merge=N
                            "map needs two or more. Pass more n_starts, another spread or a longer T")
     stable = sorted(stable, key=lambda c: tuple(round(v, 4) for v in c.tolist()))
     return torch.stack(stable)
+
+
+def _one_per_valley(field, found, n=17):
+    """One end per memory: ends joined by a segment along which the flow nearly stops (the
+    speed per unit length at most VALLEY times the median over all pairs) are one memory."""
+    k = len(found)
+    if k < 3:
+        return found
+    s = torch.linspace(0, 1, n)[:, None, None]
+    i, j = torch.triu_indices(k, k, offset=1)
+    segments = found[i] + s * (found[j] - found[i])             # [n, pairs, d]
+    with torch.no_grad():
+        fastest = field(segments).norm(dim=-1).max(dim=0).values
+    ratio = fastest / (found[j] - found[i]).norm(dim=-1)
+    same = ratio < VALLEY * ratio.median()
+    root = list(range(k))
+
+    def top(a):
+        while root[a] != a:
+            a = root[a]
+        return a
+
+    for a, b in zip(i[same].tolist(), j[same].tolist()):
+        root[top(b)] = top(a)
+    return found[sorted({top(a) for a in range(k)})]
 
 
 def _stopped_ends(field, x0, T, merge, least, tol=1e-2):
@@ -259,13 +288,13 @@ class BasinMap:
     def margins(self, x):
         x = as_states(x, "x", self.dim)
         psi = torch.stack([psi_of(kef, x) / s for kef, s in zip(self.kefs, self.scales)], dim=-1)
-        k = len(self.attractors)
-        margin = torch.full((*x.shape[:-1], k), float("inf"), dtype=psi.dtype, device=psi.device)
+        sides = [[] for _ in self.attractors]
         for (i, j), c, o in zip(self.edges.pairs, self.sheet, self.orientation):
             side = o * psi[..., c]    # > 0 on j's side of the edge's boundary
-            margin[..., i] = torch.minimum(margin[..., i], -side)
-            margin[..., j] = torch.minimum(margin[..., j], side)
-        return margin
+            sides[i].append(-side)
+            sides[j].append(side)
+        none = torch.full(psi.shape[:-1], -float("inf"), dtype=psi.dtype, device=psi.device)
+        return torch.stack([torch.stack(s, -1).min(-1).values if s else none for s in sides], dim=-1)
 
     def __call__(self, x):
         with torch.no_grad():

@@ -310,3 +310,69 @@ def loss_curve(*kefs, labels=None, ax=None, title="Training loss"):
     if labels:
         ax.legend(fontsize=8)
     return ax
+
+
+def basin_slice(bm, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None, field=None, truth=None, n=161,
+                n_truth=41, title="Basin map on a plane", labels=("$s$", "$t$"), relative_tol=0.5):
+    """A ``BasinMap`` on the plane origin + s u + t v: each point coloured by the memory the map
+    gives it (one colour per memory, the memories drawn where they project and numbered), the
+    map's boundaries in gold dashes, and the true boundaries in black: from ``truth`` (a function
+    ``[..., d] -> basin index``, such as ``System.basin``) or, with ``field``, by simulation on an
+    ``n_truth`` x ``n_truth`` grid (``relative_tol`` as in ``sl.basin_labels``)."""
+    to_space, to_plane, _ = plane(origin, u, v)
+    ax = _ax(ax, (5.5, 5.2))
+    k = len(bm.attractors)
+    colours = plt.get_cmap("tab10" if k <= 10 else "tab20")
+    X, Y, pts = grid(lo, hi, n)
+    with torch.no_grad():
+        L = bm(to_space(pts)).reshape(X.shape).numpy()
+    ax.imshow(L, origin="lower", extent=(lo[0], hi[0], lo[1], hi[1]), cmap=colours, vmin=-0.5,
+              vmax=colours.N - 0.5, alpha=0.45, interpolation="nearest", zorder=1)
+    ax.contour(X.numpy(), Y.numpy(), L.astype(float), levels=np.arange(k - 1) + 0.5, **ZERO_STYLE)
+    handles = [Line2D([], [], **(ZERO_HANDLE | {"label": "the map's boundaries"}))]
+    if truth is not None or field is not None:
+        Xt, Yt, pt = grid(lo, hi, n_truth)
+        if truth is not None:
+            T = truth(to_space(pt))
+            what = "true boundaries (exact)"
+        else:
+            T = basin_labels(field, to_space(pt), bm.attractors, margin=0, relative_tol=relative_tol)
+            what = f"true boundaries ({n_truth} x {n_truth} simulated)"
+        T = T.reshape(Xt.shape).float().numpy()
+        T[T < 0] = np.nan
+        ax.contour(Xt.numpy(), Yt.numpy(), T, levels=np.arange(k - 1) + 0.5, **TRUTH_STYLE)
+        handles.append(Line2D([], [], **TRUTH_HANDLE, label=what))
+    P = to_plane(bm.attractors).numpy()
+    inside = (P[:, 0] >= lo[0]) & (P[:, 0] <= hi[0]) & (P[:, 1] >= lo[1]) & (P[:, 1] <= hi[1])
+    for i in np.flatnonzero(inside):
+        ax.scatter(*P[i], color=colours(i), s=70, edgecolor="k", zorder=5)
+        ax.annotate(str(i), P[i], xytext=(5, 5), textcoords="offset points", fontsize=10, zorder=6)
+    ax.set_xlim(lo[0], hi[0])
+    ax.set_ylim(lo[1], hi[1])
+    _finish(ax, title, *labels)
+    _legend(ax, handles)
+    return ax
+
+
+def confusion(report, ax=None, title="Basin map against simulation"):
+    """The confusion matrix of ``validate_basin_map``'s report: rows simulation's memory, columns
+    the map's, each row as fractions of its states (the count of each row beside it)."""
+    ax = _ax(ax, (5.2, 4.6))
+    C = report.confusion.double()
+    rows = C.sum(1, keepdim=True)
+    F = (C / rows.clamp_min(1)).numpy()
+    image = ax.imshow(F, cmap="Blues", vmin=0, vmax=1)
+    k = len(F)
+    for i in range(k):
+        for j in range(k):
+            if C[i, j] > 0:
+                ax.text(j, i, f"{F[i, j]:.2f}"[1:] if F[i, j] < 1 else "1", ha="center", va="center", fontsize=8,
+                        color="w" if F[i, j] > 0.6 else "k")
+    ax.set_xticks(range(k))
+    ax.set_yticks(range(k))
+    ax.set_yticklabels([f"{i} ({int(r)})" for i, r in enumerate(rows.flatten().tolist())])
+    ax.set_xlabel("the map's memory")
+    ax.set_ylabel("simulation's memory (states)")
+    ax.set_title(title)
+    plt.colorbar(image, ax=ax, fraction=0.046, pad=0.04, label="fraction of the row")
+    return ax

@@ -19,8 +19,16 @@ def _book_checkpoint(name="flipflop_gru_2d"):
 
 
 BOOK_CHECKPOINT = _book_checkpoint()
-BOOK_NETWORKS = {"flipflop_gru_2d": 2, "flipflop_gru_64d": 64}   # name: hidden units
-REGENERATE = "python -m seplib.flipflop --hidden {n} --seed 0 --out rnn_params/{name}/"
+# name: the arguments of `python -m seplib.flipflop` that made it (rnn_params/<name>/card.json)
+BOOK_NETWORKS = {
+    "flipflop_gru_2d": "--hidden 2 --seed 0",
+    "flipflop_gru_64d": "--hidden 64 --seed 0",
+    "flipflop2_gru_16d": "--bits 2 --hidden 16 --seed 0 --steps 2000",
+    "flipflop3_gru_32d": "--bits 3 --hidden 32 --seed 0 --steps 3000",
+    "flipflop3_gru_64d": "--bits 3 --hidden 64 --seed 0 --steps 3000",
+    "flipflop3_rnn_32d": "--bits 3 --cell rnn --hidden 32 --seed 1 --pulse-prob 0.08 --n-steps 60 --steps 3000",
+}
+REGENERATE = "python -m seplib.flipflop {args} --out rnn_params/{name}/"
 GATES = {"gru": 3, "rnn": 1}  # rows of weight_hh per hidden unit
 
 
@@ -126,7 +134,9 @@ def load_flipflop_gru(path=None, device="cpu", name="flipflop_gru_2d"):
     ``"model_state_dict"``/``"state_dict"``, with ``torch.load(weights_only=True)``.
 
     ``path=None`` loads one of the book's networks by ``name``: ``"flipflop_gru_2d"`` (chapters
-    2 and 3) or ``"flipflop_gru_64d"`` (64 units). ``path`` may also be the folder that
+    2 and 3), ``"flipflop_gru_64d"`` (64 units), or a k-bit one (``BOOK_NETWORKS``:
+    ``"flipflop3_gru_32d"`` for chapter 8, ``"flipflop2_gru_16d"``, ``"flipflop3_gru_64d"``,
+    ``"flipflop3_rnn_32d"``, a tanh RNN). ``path`` may also be the folder that
     ``python -m seplib.flipflop --out`` wrote: its ``model.pt`` is loaded.
 
     Sizes are read from the weights. Returns the model in eval mode with gradients off. Never
@@ -184,7 +194,8 @@ def _book_file(name, filename):
 
 
 def _made_by(name):
-    return "the book's networks are made by: " + REGENERATE.format(n=BOOK_NETWORKS.get(name, 2), name=name)
+    return "the book's networks are made by: " + REGENERATE.format(args=BOOK_NETWORKS.get(name, "--hidden 2 --seed 0"),
+                                                                   name=name)
 
 
 def _model_for(state, path):
@@ -197,7 +208,7 @@ def _model_for(state, path):
     cell = {3 * n_hidden: "gru", n_hidden: "rnn"}.get(whh.shape[0])
     if cell is None:
         raise ValueError(f"{path}: rnn.weight_hh_l0 has shape {tuple(whh.shape)}, expected "
-                         f"({3 * n_hidden}, {n_hidden}) for a GRU")
+                         f"({3 * n_hidden}, {n_hidden}) for a GRU or ({n_hidden}, {n_hidden}) for a tanh RNN")
     model = FlipFlopRNN(n_in, n_hidden, n_out, cell)
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     missing = sorted(set(expected) - set(state))

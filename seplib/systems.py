@@ -309,7 +309,9 @@ def multistable_nd(dim: int, bits: int = 3, seed: int = 0, curvature: float = 0.
     u_j = z_j - c_j(z) for j < bits (c_j bends the j-th sheet along the contracting coordinates,
     towards one side along some and the other along others),
 
-        du_j/dt = u_j - u_j^3,   dz_i/dt = -r_i z_i  (i >= bits).
+        du_j/dt = u_j (1 - u_j^2) / (1 + u_j^2),   dz_i/dt = -r_i z_i  (i >= bits)
+
+    (a double well that grows no faster than u far out, so that it stays tame for an integrator).
 
     The attractors are the sign patterns u = (+-1, ..., +-1), rest 0, at x = Q (+-1, ..., 0);
     attractor n has u_j = +1 where bit j of n is set (so ``attractors[n]`` is the n-th pattern).
@@ -327,7 +329,7 @@ def multistable_nd(dim: int, bits: int = 3, seed: int = 0, curvature: float = 0.
                for j in range(bits) for p in patterns if p[j] < 0]
     embed = lambda u: torch.cat((u, torch.zeros(len(u), dim - bits, dtype=torch.float64)), -1) @ q.T
     params = {"dim": dim, "bits": bits, "seed": seed, "curvature": curvature, "rates": tuple(rates)}
-    return System(f"multistable_nd({dim}, bits={bits})", dim, lambda x: warp(x, lambda u: u - u**3),
+    return System(f"multistable_nd({dim}, bits={bits})", dim, lambda x: warp(x, lambda u: u * (1 - u * u) / (1 + u * u)),
                   embed(patterns).tolist(), embed(torch.stack(saddles)).tolist(),
                   separatrix=lambda x: u_of(x)[0][..., 0], params=params,
                   basins=lambda x: ((u_of(x)[0] > 0).long() * weights.to(x.device)).sum(-1))
@@ -338,13 +340,14 @@ def wells_nd(dim: int, wells: int = 3, seed: int = 0, curvature: float = 0.5, ra
     angle, known exactly. In z = Q^T x, with (u_0, u_1) = (z_0, z_1) - c(z) bent as in
     ``multistable_nd`` and u = r e^{i theta} in the plane,
 
-        dr/dt = r (1 - r^2),   dtheta/dt = -sin(k theta) r^k / (1 + r^k),   dz_i/dt = -r_i z_i,
+        dr/dt = r (1 - r^2) / (1 + r^2),   dtheta/dt = -sin(k theta) r^k / (1 + r^k),   dz_i/dt = -r_i z_i,
 
     with k = ``wells``. The attractors are r = 1, theta = 2 pi n / k; the saddles (one unstable
     direction, rate k/2) are r = 1, theta = (2n + 1) pi / k; the basins are the sectors between
     the rays theta = (2n + 1) pi / k, which all meet at the source r = 0 (two unstable
     directions), at angles of 2 pi / k: neighbouring basins share a boundary, the others meet
-    at a point of the plane only. ``basin(x)`` is the sector of (u_0, u_1); ``separatrix_value``
+    at a point of the plane only. Far out the flow grows no faster than r (it stays tame for an
+    integrator). ``basin(x)`` is the sector of (u_0, u_1); ``separatrix_value``
     is -u_0 (the separatrix for k = 2).
     """
     if isinstance(wells, bool) or not isinstance(wells, numbers.Integral) or not 2 <= wells <= 12:
@@ -357,7 +360,8 @@ def wells_nd(dim: int, wells: int = 3, seed: int = 0, curvature: float = 0.5, ra
         r2 = x * x + y * y
         zk = torch.complex(x, y) ** k
         s = zk.imag / (1 + r2 ** (k / 2))          # r^k sin(k theta) / (1 + r^k)
-        return torch.stack((x * (1 - r2) + y * s, y * (1 - r2) - x * s), dim=-1)   # r' e_r - r s e_theta
+        radial = (1 - r2) / (1 + r2)
+        return torch.stack((x * radial + y * s, y * radial - x * s), dim=-1)   # r' e_r - r s e_theta
 
     def basins(x):
         u = u_of(x)[0]
