@@ -96,6 +96,8 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     x0, m = _check_state(x0, dim, mask)
     if target is not None or hasattr(kef, "margins"):
         kef = _TargetSide(kef, x0, target)
+        if kef.many:
+            return _nearest_in_region(kef, x0, m, starts, steps, damping, tol, seed)
     psi0, g0 = _psi_and_grad(kef, x0[None])
     finite_or_raise(torch.cat((psi0.reshape(-1), g0.reshape(-1))), "psi or its gradient at x0",
                     "there is no zero set to step towards", "check the KEF (a diverged fit?) and x0",
@@ -138,6 +140,66 @@ def smallest_flip(kef, x0, mask=None, starts=16, steps=100, damping=0.5, tol=1e-
     return delta[norms.argmin()].detach()
 
 
+def _min_norm(g, G, delta):
+    """The smallest delta' with g + G (delta' - delta) >= 0 (a few linearised constraints, rows
+    of G): every subset of them held with equality, the smallest that meets them all."""
+    n = len(g)
+    rhs = G @ delta - g                       # the constraints read G delta' >= rhs
+    best = torch.zeros_like(delta) if (rhs <= 0).all() else None
+    for mask in range(1, 2**n):
+        rows = [i for i in range(n) if mask >> i & 1]
+        Gs = G[rows]
+        try:
+            mu = torch.linalg.solve(Gs @ Gs.T + 1e-12 * torch.eye(len(rows), dtype=G.dtype), rhs[rows])
+        except RuntimeError:   # parallel constraints
+            continue
+        cand = Gs.T @ mu
+        if (G @ cand >= rhs - 1e-6 * rhs.abs().max().clamp_min(1e-12)).all() and (
+                best is None or cand.norm() < best.norm()):
+            best = cand
+    return best
+
+
+def _nearest_in_region(side, x0, m, starts, steps, damping, tol, seed):
+    """smallest_flip into a BasinMap's region for one memory: the nearest x0 + delta where every
+    one of the memory's edges puts it on the memory's side. Sequential linearisation of all of
+    them at once (a small quadratic problem each step), from the zero start, the line to the
+    memory and random directions (``starts`` in all, at most 4: each step solves the problem for
+    every subset of the constraints); the smallest delta that meets every one wins."""
+    def sides_and_grads(x):
+        x = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            g = side.constraints(x)
+            G = torch.stack([torch.autograd.grad(g[i], x, retain_graph=True)[0] for i in range(len(g))])
+        return g.detach().double(), (G * m).double()
+
+    gen = seeded(seed)
+    toward = (side.mean_ - x0) * m
+    u = torch.randn(max(0, min(starts, 4) - 2), len(x0), generator=gen) * m
+    u = 0.5 * toward.norm() * u / u.norm(dim=-1, keepdim=True).clamp_min(1e-12)
+    best = None
+    for delta in torch.cat((torch.zeros(1, len(x0)), toward[None], u)).double():
+        for rate in (damping, 0.4 * damping):
+            d = delta.clone()
+            for _ in range(steps):
+                g, G = sides_and_grads((x0 + d).float())
+                target = _min_norm(g, G, d)
+                if target is None:
+                    break
+                if (target - d).norm() <= 1e-6 * target.norm().clamp_min(1e-12):
+                    break   # converged
+                d = d + rate * (target - d)
+            g, _ = sides_and_grads((x0 + d).float())
+            if g.min() >= -tol * side.scale:
+                break
+        if g.min() >= -tol * side.scale and (best is None or d.norm() < best.norm()):
+            best = d
+    if best is None:
+        raise ValueError(f"no push from x0 reaches memory {side.target}'s region of the map in the allowed "
+                         f"directions (after {steps} steps from {starts} starts): widen the mask, or raise steps")
+    return best.float()
+
+
 class _TargetSide:
     """A function > 0 exactly where ``kef`` puts a state in memory ``target``'s basin, used as
     psi by smallest_flip: the map's margin for it, or a KEF's psi signed by its side at that
@@ -159,6 +221,7 @@ class _TargetSide:
         self.mean_ = ends[target].to(x0)
         self.sign = 1.0 if many else (1.0 if psi_of(kef, self.mean_).item() > 0 else -1.0)
         own = self(x0[None]).item()
+        self.scale = max(abs(own), 1e-12)
         if own > 0:
             where = (f"the map puts x0 in memory {target}'s basin already" if many else
                      f"psi puts x0 on memory {target}'s side already (psi(x0) = {psi_of(kef, x0).item():.3g})")
@@ -168,6 +231,17 @@ class _TargetSide:
         if self.many:
             return self.kef.margins(x)[..., self.target]
         return self.sign * psi_of(self.kef, x)
+
+    def constraints(self, x):
+        """The map's signed, scaled KEFs of the target's edges at one state x: ``[n]``, all > 0
+        inside the target's region."""
+        bm, j = self.kef, self.target
+        out = []
+        for (a, b), c, o in zip(bm.edges.pairs, bm.sheet, bm.orientation):
+            if j in (a, b):
+                side = o * psi_of(bm.kefs[c], x[None])[0] / bm.scales[c]
+                out.append(side if j == b else -side)
+        return torch.stack(out)
 
 
 def _labels(field, x, attractors, T, relative_tol=None):

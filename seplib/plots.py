@@ -315,8 +315,8 @@ def loss_curve(*kefs, labels=None, ax=None, title="Training loss"):
 def basin_slice(bm, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None, field=None, truth=None, n=161,
                 n_truth=41, title="Basin map on a plane", labels=("$s$", "$t$"), relative_tol=0.5):
     """A ``BasinMap`` on the plane origin + s u + t v: each point coloured by the memory the map
-    gives it (one colour per memory, the memories drawn where they project and numbered), the
-    map's boundaries in gold dashes, and the true boundaries in black: from ``truth`` (a function
+    gives it (one colour per memory), the map's boundaries in gold dashes (the memories that lie in the plane drawn and numbered),
+    and the true boundaries in black: from ``truth`` (a function
     ``[..., d] -> basin index``, such as ``System.basin``) or, with ``field``, by simulation on an
     ``n_truth`` x ``n_truth`` grid (``relative_tol`` as in ``sl.basin_labels``)."""
     to_space, to_plane, _ = plane(origin, u, v)
@@ -342,8 +342,11 @@ def basin_slice(bm, origin, u, v, lo=(-1.5, -1.5), hi=(1.5, 1.5), ax=None, field
         T[T < 0] = np.nan
         ax.contour(Xt.numpy(), Yt.numpy(), T, levels=np.arange(k - 1) + 0.5, **TRUTH_STYLE)
         handles.append(Line2D([], [], **TRUTH_HANDLE, label=what))
-    P = to_plane(bm.attractors).numpy()
+    P = to_plane(bm.attractors)
+    off = (bm.attractors - to_space(P)).norm(dim=-1).numpy()   # memories off the plane are not drawn
+    P = P.numpy()
     inside = (P[:, 0] >= lo[0]) & (P[:, 0] <= hi[0]) & (P[:, 1] >= lo[1]) & (P[:, 1] <= hi[1])
+    inside &= off <= 0.05 * max(hi[0] - lo[0], hi[1] - lo[1])
     for i in np.flatnonzero(inside):
         ax.scatter(*P[i], color=colours(i), s=70, edgecolor="k", zorder=5)
         ax.annotate(str(i), P[i], xytext=(5, 5), textcoords="offset points", fontsize=10, zorder=6)

@@ -20,7 +20,8 @@ def cells(path):
 def test_every_chapter_is_a_pair_and_in_the_toc():
     assert [md.stem for md in CHAPTERS] == ["01_analytic_systems", "02_gru_flipflop",
                                             "03_squashed_objective", "04_many_dimensions",
-                                            "05_perturbations", "06_gru_64", "07_squashed_64"]
+                                            "05_perturbations", "06_gru_64", "07_squashed_64",
+                                            "08_many_memories"]
     toc = (ROOT / "_toc.yml").read_text()
     for md in CHAPTERS:
         assert md.with_suffix(".ipynb").is_file(), f"{md.name} has no .ipynb twin: run jupytext --sync"
