@@ -70,12 +70,12 @@ def flips_to(bm, field, i, j, n=10, seed=0):
     return landed, n, sum(ours) / n, sum(brute) / n, no_longer
 
 
-def run(name, recipe):
+def run(name, recipe, share=True):
     field, dim, truth, bits, model = system(name)
     t0 = time.perf_counter()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bm = sl.basin_map(field, dim, progress=False, recipe=recipe)
+        bm = sl.basin_map(field, dim, progress=False, recipe=recipe, share=share)
     seconds = time.perf_counter() - t0
     per_kef = [k.fit_seconds_ for k in bm.kefs]
     found = memories_ok(bm.attractors, truth, bits, model)
@@ -107,6 +107,7 @@ def main():
     ap.add_argument("--split", choices=("tune", "held-out", "all"), default="all")
     ap.add_argument("--only", nargs="*")
     ap.add_argument("--epochs", type=int, help="the recipe's epochs (and a quarter of them refining)")
+    ap.add_argument("--no-share", action="store_true", help="one KEF per edge (basin_map(share=False))")
     args = ap.parse_args()
     recipe = None
     if args.epochs:
@@ -115,9 +116,10 @@ def main():
     names = args.only or {"tune": TUNE, "held-out": HELD_OUT, "all": TUNE + HELD_OUT}[args.split]
     torch.manual_seed(0)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, recipe: "
-          f"{'default' if recipe is None else f'{args.epochs} epochs + {args.epochs // 4} refining'}", flush=True)
+          f"{'default' if recipe is None else f'{args.epochs} epochs + {args.epochs // 4} refining'}"
+          f"{', one KEF per edge' if args.no_share else ''}", flush=True)
     for name in names:
-        run(name, recipe)
+        run(name, recipe, share=not args.no_share)
 
 
 if __name__ == "__main__":

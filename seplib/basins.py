@@ -19,7 +19,7 @@ import torch
 
 from ._guards import _short, as_field, as_states, check_count, psi_of
 from .flow import _attractors, _unstable, final_state, find_attractors, integrate, jacobian, settle
-from .kef import Recipe, _fit
+from .kef import Recipe, Sheet, _fit
 from .sampling import sampling_region
 
 SIDE_STEP = 0.05      # the test points beside a saddle, along its unstable direction: x |a_i - a_j|
@@ -339,6 +339,7 @@ def basin_map(field, dim, attractors=None, rhs="standard", seed=0, device=None, 
     edges = find_edges(field, attractors)
     gap = torch.cdist(attractors, attractors)
     kefs, sheet, orientation = [], [None] * len(edges.pairs), [None] * len(edges.pairs)
+    groups = _parallel_edges(edges, attractors)
     for n in edges.rates.argsort(descending=True).tolist():
         (i, j), s, v = edges.pairs[n], edges.saddles[n], edges.directions[n]
         step = SIDE_STEP * gap[i, j].item()
@@ -356,8 +357,10 @@ def basin_map(field, dim, attractors=None, rhs="standard", seed=0, device=None, 
                                  recipe.refinement, recipe.model)
         if progress:
             print(f"KEF {len(kefs) + 1}: memories {i} and {j} (saddle {n})", flush=True)
+        sheet_info = _sheet(field, attractors, edges, n, [e for e in groups[n] if sheet[e] is None] if share else [],
+                            seed)
         kef = _fit(field, attractors[i], attractors[j], rhs, "auto", None, seed, device, progress, edge_recipe,
-                   others=attractors)
+                   sheet=sheet_info)
         before, after = _sides(kef, s, v, step)
         kefs.append(kef)
         sheet[n], orientation[n] = len(kefs) - 1, 1.0 if after > before else -1.0
@@ -367,6 +370,39 @@ def basin_map(field, dim, attractors=None, rhs="standard", seed=0, device=None, 
     _check_code_book(bm)
     bm.fit_seconds_ = time.perf_counter() - start
     return bm
+
+
+def _parallel_edges(edges, attractors, cos=0.8):
+    """For each edge, the edges that likely share its boundary sheet: the step between their
+    memories and their saddles' unstable directions both parallel to its own (|cos| > 0.8), as
+    the edges that flip one bit of a flip-flop are. Only a guess, for where to refine: which
+    edges a KEF splits is checked after training."""
+    step = torch.stack([attractors[j] - attractors[i] for i, j in edges.pairs])
+    step = step / step.norm(dim=-1, keepdim=True)
+    together = ((step @ step.T).abs() > cos) & ((edges.directions @ edges.directions.T).abs() > cos)
+    return [together[n].nonzero().flatten().tolist() for n in range(len(edges.pairs))]
+
+
+def _sheet(field, attractors, edges, n, group, seed, per_group=512):
+    """The ``kef.Sheet`` for the KEF of edge n: each memory's side of the boundary (from the
+    edges guessed to share it: the memory of each that lies along the step from a to b is on
+    b's side), and probes around every other such edge's saddle."""
+    i, j = edges.pairs[n]
+    step = attractors[j] - attractors[i]
+    sides = torch.zeros(len(attractors))
+    blocks = []
+    gen = torch.Generator().manual_seed(seed + 7)
+    for e in set(group) | {n}:
+        p, q = edges.pairs[e]
+        s = 1.0 if (attractors[q] - attractors[p]) @ step > 0 else -1.0
+        for m, side in ((q, s), (p, -s)):
+            sides[m] = side if sides[m] in (0, side) else float("nan")
+        if e != n:
+            region = sampling_region(field, attractors[p], attractors[q], saddle=edges.saddles[e])
+            blocks.append(region.sampler(attractors[p], attractors[q]).sample(per_group, gen))
+    sides = torch.nan_to_num(sides, nan=0.0)   # a memory on both sides of the guess: unknown
+    probes = torch.cat([b.reshape(-1, attractors.shape[1]) for b in blocks]) if blocks else attractors[:0]
+    return Sheet(attractors, sides, probes, sum(len(b) for b in blocks))
 
 
 def _check_code_book(bm):

@@ -18,6 +18,7 @@ import inspect
 import math
 import time
 import warnings
+from typing import NamedTuple
 
 import torch
 import torch.autograd.forward_ad as fwAD
@@ -271,7 +272,7 @@ def sign_loss(psi, y, softness=0.1):
     return softness * torch.nn.functional.softplus(-y * psi / w).mean()
 
 
-def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T=60.0, others=None):
+def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T=60.0, sheet=None):
     """The ``n`` probes nearest psi's zero set and the basin each is in, found by simulation:
     ``(x [m, d], y [m])``, y = +1 where the state goes to the attractor at which psi is
     positive, -1 where it goes to the other. ``probes`` are ``n_scales`` equal blocks, one per
@@ -282,9 +283,10 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     set there, and so is the residual of a zero set in the wrong place. A few thousand
     trajectories from exactly there, psi's weakest places, say where it is wrong.
 
-    ``others`` (``[k, d]``, a and b among them): where there are more memories than a and b
-    (``basin_map``), each state is simulated until it settles at one of them, and only those
-    that settle at a or b are kept."""
+    ``sheet`` (``Sheet``: every memory and the side of the boundary each lies on, +1 with b,
+    -1 with a, 0 unknown): where there are more memories than a and b (``basin_map``), each state
+    is simulated until it settles at one of them, and labelled by that memory's side; states that
+    settle at a memory of unknown side are dropped."""
     a, b = torch.as_tensor(attractors, dtype=probes.dtype, device=probes.device)
     x = probes.detach().clone().requires_grad_()
     psi = net(x).flatten()
@@ -294,14 +296,12 @@ def zero_set_labels(net, field, probes, n_scales, attractors, n=REFINE_STATES, T
     picks = nearness.topk(k, dim=1, largest=False).indices
     x = probes[(picks + torch.arange(n_scales, device=picks.device)[:, None] * nearness.shape[1]).flatten()]
     try:
-        if others is None:
+        if sheet is None:
             to_b, end = _nearer(field, x, a, b, T)
         else:
-            others = torch.as_tensor(others, dtype=probes.dtype, device=probes.device)
-            ia, ib = ((others - p).norm(dim=-1).argmin().item() for p in (a, b))
-            label, end = settle(field, x, others, T, relative_tol=0.5)
-            ours = (label == ia) | (label == ib)
-            x, end, to_b = x[ours], end[ours], label[ours] == ib
+            label, end = settle(field, x, sheet.memories.to(probes), T, relative_tol=0.5)
+            side = torch.where(label >= 0, sheet.sides.to(label.device)[label.clamp(min=0)], 0)
+            x, end, to_b = x[side != 0], end[side != 0], side[side != 0] > 0
     except FloatingPointError as err:   # integrate's: a trajectory blew up
         raise FloatingPointError(f"refine: integrating the field from the states nearest psi's zero set "
                                  f"failed ({err.__cause__}): the field is NaN, inf or too stiff along their "
@@ -501,11 +501,22 @@ def fit_kef(field, a, b, *, rhs="standard", eigenvalue="auto", epochs=None, seed
     return _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe)
 
 
+class Sheet(NamedTuple):
+    """What ``basin_map`` tells ``_fit`` about a boundary that several pairs of memories share:
+    every memory ``[k, d]``, the side of the boundary each lies on (``sides [k]``: +1 with b, -1
+    with a, 0 unknown), and ``probes`` (``[groups * n, d]``, ``groups`` blocks) around the
+    other pairs' saddles, whose states nearest psi's zero set the refinement simulates too."""
+    memories: torch.Tensor
+    sides: torch.Tensor
+    probes: torch.Tensor
+    groups: int
+
+
 def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, callback=None, run_all=False,
-         others=None):
+         sheet=None):
     """fit_kef, and with ``callback(epoch, kef)`` after every step (which sees the step's weights)
-    and, with ``run_all``, no stop rule; ``others``: every memory, where there are more than a and
-    b (``basin_map``: the refinement simulates to all of them)."""
+    and, with ``run_all``, no stop rule; ``sheet``: where there are more memories than a and b
+    (``basin_map``), the refinement simulates to all of them, near every pair of the sheet."""
     start = time.perf_counter()
     recipe = Recipe() if recipe is None else recipe
     if not isinstance(recipe, Recipe):
@@ -569,7 +580,11 @@ def _fit(field, a, b, rhs, eigenvalue, epochs, seed, device, progress, recipe, c
                      callback, progress, name)
     if recipe.refinement is not None:
         refine = recipe.refinement
-        labelled = zero_set_labels(net, field, probes, sampler.groups, ends.to(probes), refine.states, others=others)
+        labelled = zero_set_labels(net, field, probes, sampler.groups, ends.to(probes), refine.states, sheet=sheet)
+        if sheet is not None and sheet.groups:
+            more = zero_set_labels(net, field, sheet.probes.to(probes), sheet.groups, ends.to(probes),
+                                   refine.states, sheet=sheet)
+            labelled = tuple(torch.cat(pair) for pair in zip(labelled, more))
         no_stop = _training.StopRule(probes, pairs, None, STOP_CHECK_EVERY, STOP_PAIR_DISAGREEMENT)
         _train(net, kef, batches(refine.epochs, seed + 3, labelled), refine.epochs, training.lr / 10, step_args,
                no_stop, callback, progress, name + " refined")
