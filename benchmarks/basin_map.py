@@ -73,10 +73,12 @@ def flips_to(bm, field, i, j, n=10, seed=0):
 def run(name, recipe, share=True):
     field, dim, truth, bits, model = system(name)
     t0 = time.perf_counter()
+    # a network's states span about sqrt(units): its memories are found at that scale (chapter 8)
+    memories = None if bits is None else sl.find_memories(field, dim, spread=dim**0.5, merge=0.1 * dim**0.5)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        bm = sl.basin_map(field, dim, progress=False, recipe=recipe, share=share)
-    seconds = time.perf_counter() - t0
+        bm = sl.basin_map(field, dim, attractors=memories, progress=False, recipe=recipe, share=share)
+    seconds = time.perf_counter() - t0   # find_memories included
     per_kef = [k.fit_seconds_ for k in bm.kefs]
     found = memories_ok(bm.attractors, truth, bits, model)
     exact = getattr(field, "basin", None) if truth is not None else None

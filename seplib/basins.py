@@ -4,9 +4,10 @@ the basins composed from KEFs.
 A KEF answers "a or b?". With k memories the state space is cut by several boundary sheets,
 each the stable manifold of saddles with one unstable direction, and two basins are neighbours
 where such a saddle sits between them: its unstable manifold runs to one memory on each side
-(an "edge"). ``basin_map`` trains one KEF for an edge, keeps it for every other edge whose
-saddle its zero set also passes through (a sheet that several pairs share, as in a flip-flop of
-independent bits), and trains another only for the edges left. A state is then in basin i when
+(an "edge"). ``basin_map`` trains one KEF for an edge, refined by simulation near the other edges
+of its sheet too, keeps it for every other edge whose saddle its zero set also passes through (a
+sheet that several pairs share, as in a flip-flop of independent bits), and trains another only
+for the edges left. A state is then in basin i when
 every KEF of i's edges puts it on i's side; the map returns the memory whose worst margin is
 largest, so a state always gets one answer, and ``validate_basin_map`` says by simulation how
 often it is right.
@@ -321,7 +322,15 @@ def basin_map(field, dim, attractors=None, rhs="standard", seed=0, device=None, 
     unless one trained before already splits it (``share``): its sign changes across the
     saddle, within 5% of the pair's distance on either side along the unstable direction, the
     way it changes across the edge it was trained on. ``recipe``: as fit_kef's (its sampling
-    "auto" is the edge's own region). The KEFs' refinement simulates with every memory.
+    "auto" is the edge's own region). ``attractors=None`` runs ``find_memories(field, dim)``
+    with its defaults (starts of norm up to 2): on a network whose states span more, find the
+    memories first with its ``spread`` and ``merge`` (chapter 8: sqrt(units), 0.1 sqrt(units)).
+
+    A KEF is trained around one edge and shared by others far along its sheet, so its refinement
+    (the recipe's ``Refinement``) also simulates the states nearest its zero set around the
+    saddles of the edges it will likely share (``share``: those whose step between memories and
+    whose unstable direction are parallel to its own), each to whichever memory it settles at,
+    labelled by the side of the sheet that memory lies on (benchmarks/RESULTS.md, section 8).
     """
     start = time.perf_counter()
     field = as_field(field, dim)
