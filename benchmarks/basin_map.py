@@ -81,7 +81,10 @@ def run(name, recipe, share=True):
     seconds = time.perf_counter() - t0   # find_memories included
     per_kef = [k.fit_seconds_ for k in bm.kefs]
     found = memories_ok(bm.attractors, truth, bits, model)
-    exact = getattr(field, "basin", None) if truth is not None else None
+    exact = None
+    if truth is not None:   # the system's own order of its attractors, mapped to the map's
+        order = torch.cdist(truth, bm.attractors).argmin(dim=1)
+        exact = lambda x: order[field.basin(x)]
     x, which = edge_clouds(bm, n=500)
     rep = sl.validate_basin_map(bm, field, x, labels=None if exact is None else exact(x))
     worst = min(((bm(x[which == e]) == rep.labels[which == e])[rep.labels[which == e] >= 0].float().mean().item())

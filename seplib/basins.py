@@ -381,9 +381,10 @@ def basin_map(field, dim, attractors=None, rhs="standard", seed=0, device=None, 
     return bm
 
 
-def _parallel_edges(edges, attractors, cos=0.8):
+def _parallel_edges(edges, attractors, cos=0.9):
     """For each edge, the edges that likely share its boundary sheet: the step between their
-    memories and their saddles' unstable directions both parallel to its own (|cos| > 0.8), as
+    memories and their saddles' unstable directions both parallel to its own (|cos| > 0.9; 0.96
+    and above in our 3-bit networks, 0.81 between edges of five wells round a circle), as
     the edges that flip one bit of a flip-flop are. Only a guess, for where to refine: which
     edges a KEF splits is checked after training."""
     step = torch.stack([attractors[j] - attractors[i] for i, j in edges.pairs])

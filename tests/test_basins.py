@@ -173,3 +173,24 @@ def test_k_bit_book_networks_and_their_cards(name, bits):
         patterns = {tuple(p) for p in torch.sign(model.linear(memories)).int().tolist()}
     assert len(patterns) == 2**bits
     assert len(card["edges"]) == len(card["saddles"]) >= bits * 2 ** (bits - 1)
+
+
+def test_refinement_labels_states_by_the_side_of_the_sheet_their_memory_lies_on():
+    # basin_map's refinement near the other edges of a sheet: each state is simulated to any of
+    # the memories and labelled by that memory's side, here of multistable_nd's bit-0 sheet
+    from seplib.kef import Sheet, zero_set_labels
+    system = sl.multistable_nd(3, bits=2, seed=0)
+    A = _tensor(system.attractors)
+    net = torch.nn.Linear(3, 1)
+    with torch.no_grad():   # psi = z_0, positive on bit 0's side (memories 1 and 3)
+        net.weight.copy_((A[1] - A[0])[None] / 2)
+        net.bias.zero_()
+    sides = torch.tensor([-1.0, 1.0, -1.0, 1.0])
+    probes = 1.5 * torch.randn(2, 300, 3, generator=torch.Generator().manual_seed(0)).reshape(-1, 3)
+    x, y = zero_set_labels(net, system, probes, 2, A[[0, 1]], n=200, sheet=Sheet(A, sides, probes[:0], 0))
+    assert len(x) >= 190
+    truth = torch.where(system.separatrix_value(x) > 0, 1.0, -1.0)
+    assert (y == truth).float().mean() > 0.97   # the few states on the sheet itself may go either way
+    sides[2] = 0.0   # memory 2's side unknown: its states are dropped
+    x2, _ = zero_set_labels(net, system, probes, 2, A[[0, 1]], n=200, sheet=Sheet(A, sides, probes[:0], 0))
+    assert len(x2) < len(x) and (system.basin(x2) != 2).all()
