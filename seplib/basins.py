@@ -19,7 +19,8 @@ from typing import NamedTuple
 import torch
 
 from ._guards import _short, as_field, as_states, check_count, psi_of
-from .flow import _attractors, _unstable, final_state, find_attractors, integrate, jacobian, settle
+from .flow import (_attractors, _unstable, final_state, find_attractors, integrate, jacobian, merge_ends,
+                   newton_steps, settle)
 from .kef import Recipe, Sheet, _fit
 from .sampling import sampling_region
 
@@ -113,15 +114,7 @@ def _stopped_ends(field, x0, T, merge, least, tol=1e-2):
     ends = final_state(field, x0, T)
     with torch.no_grad():
         speed = field(ends).norm(dim=-1)
-    centres, counts = [], []
-    for p in ends[torch.isfinite(speed) & (speed < tol)]:
-        for i, c in enumerate(centres):
-            if (p - c).norm() < merge:
-                counts[i] += 1
-                break
-        else:
-            centres.append(p)
-            counts.append(1)
+    centres, counts = merge_ends(ends[torch.isfinite(speed) & (speed < tol)], merge)
     return [c for c, n in zip(centres, counts) if n >= least]
 
 
@@ -150,29 +143,26 @@ def _boundary_points(field, attractors, n_scan, T, n_iter=14):
         other.append(to)
     if not lo:
         return attractors.new_zeros(0, d), torch.zeros(0, 2, dtype=torch.long)
-    lo, hi = torch.stack(lo), torch.stack(hi)
     other = torch.tensor(other)
+    return (_bisect_to(field, torch.stack(lo), torch.stack(hi), other, attractors, T, n_iter),
+            torch.stack((torch.tensor(own), other), dim=1))
+
+
+def _bisect_to(field, lo, hi, other, attractors, T, n_iter):
+    """Bisection between the rows of ``lo`` (not in basin ``other``) and ``hi`` (in it), by
+    simulation to every memory: the midpoints after ``n_iter`` halvings."""
     for _ in range(n_iter):
         mid = (lo + hi) / 2
         there = _settled(field, mid, attractors, T) == other
         hi = torch.where(there[:, None], mid, hi)
         lo = torch.where(there[:, None], lo, mid)
-    return (lo + hi) / 2, torch.stack((torch.tensor(own), other), dim=1)
+    return (lo + hi) / 2
 
 
 def _newton(field, x, steps, longest, tol):
-    """Damped Newton on f = 0 from every row of x at once; each step at most ``longest``."""
-    for _ in range(steps):
-        with torch.no_grad():
-            fx = field(x)
-        J = jacobian(field, x)
-        ok = torch.isfinite(fx).all(-1) & torch.isfinite(J).flatten(1).all(-1)
-        x, fx, J = x[ok], fx[ok], J[ok]
-        if not len(x):
-            break
-        step = torch.linalg.lstsq(J.double(), fx.double().unsqueeze(-1)).solution.squeeze(-1)
-        step = step * (longest / step.norm(dim=-1, keepdim=True).clamp(min=longest))
-        x = x - step.to(x.dtype)
+    """Newton's method on f = 0 from every row of x at once (``flow.newton_steps``), keeping the
+    points where |f| ends below ``tol``."""
+    x = newton_steps(field, x, steps, longest)
     with torch.no_grad():
         speed = field(x).norm(dim=-1)
     return x[speed < tol]
@@ -230,13 +220,7 @@ def _track(field, points, between, attractors, T, rounds=12, tau=1.0, n_iter=12)
     x = points
     for _ in range(rounds):
         x = final_state(field, x, tau)
-        lo, hi = x - width, x + width
-        for _ in range(n_iter):
-            mid = (lo + hi) / 2
-            there = _settled(field, mid, attractors, T) == between[:, 1]
-            hi = torch.where(there[:, None], mid, hi)
-            lo = torch.where(there[:, None], lo, mid)
-        x = (lo + hi) / 2
+        x = _bisect_to(field, x - width, x + width, between[:, 1], attractors, T, n_iter)
     return x
 
 
@@ -272,14 +256,16 @@ class BasinMap:
     unstable directions); ``saddles`` (``edges.saddles``); ``kefs`` (the KEFs trained); ``sheet``
     (for each edge, the index of the KEF whose zero set is its boundary) and ``orientation``
     (+1 where that KEF is positive on the side of the edge's second memory); ``fit_seconds_``.
-    ``bm.margins(x)`` (``[..., k]``): for each memory, the smallest of its edges' KEFs, signed
-    positive on its side and divided by the KEF's size at the memories; ``bm(x)`` is its argmax.
+    ``bm.sides(x, j)`` (``[..., n]``): each KEF of memory j's n edges, signed positive on j's side
+    and divided by the KEF's size at the memories; ``bm.margins(x)`` (``[..., k]``): for each
+    memory the smallest of its sides; ``bm(x)`` is the argmax of the margins.
     """
 
     def __init__(self, attractors, edges, kefs, sheet, orientation, scales):
         self.attractors, self.edges, self.kefs = attractors, edges, kefs
         self.sheet, self.orientation, self.scales = sheet, orientation, scales
         self.dim = attractors.shape[-1]
+        self.degree = [sum(j in e for e in edges.pairs) for j in range(len(attractors))]   # edges per memory
         self.fit_seconds_ = None
 
     @property
@@ -287,15 +273,25 @@ class BasinMap:
         return self.edges.saddles
 
     def margins(self, x):
-        x = as_states(x, "x", self.dim)
-        psi = torch.stack([psi_of(kef, x) / s for kef, s in zip(self.kefs, self.scales)], dim=-1)
-        sides = [[] for _ in self.attractors]
-        for (i, j), c, o in zip(self.edges.pairs, self.sheet, self.orientation):
-            side = o * psi[..., c]    # > 0 on j's side of the edge's boundary
-            sides[i].append(-side)
-            sides[j].append(side)
+        psi = self._scaled_psi(x)
         none = torch.full(psi.shape[:-1], -float("inf"), dtype=psi.dtype, device=psi.device)
-        return torch.stack([torch.stack(s, -1).min(-1).values if s else none for s in sides], dim=-1)
+        return torch.stack([self._sides(psi, j).min(-1).values if self.degree[j] else none
+                            for j in range(len(self.attractors))], dim=-1)
+
+    def sides(self, x, j):
+        """``[..., n]``: each KEF of memory j's n edges at x, positive on j's side and divided by
+        the KEF's size at the memories; x is in j's region of the map where all are > 0."""
+        return self._sides(self._scaled_psi(x), j)
+
+    def _scaled_psi(self, x):
+        x = as_states(x, "x", self.dim)
+        return torch.stack([psi_of(kef, x) / s for kef, s in zip(self.kefs, self.scales)], dim=-1)
+
+    def _sides(self, psi, j):
+        # o psi is > 0 on the side of the edge's second memory
+        return torch.stack([(o if j == b else -o) * psi[..., c]
+                            for (a, b), c, o in zip(self.edges.pairs, self.sheet, self.orientation)
+                            if j in (a, b)], dim=-1)
 
     def __call__(self, x):
         with torch.no_grad():

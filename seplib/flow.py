@@ -105,15 +105,7 @@ def find_attractors(field, dim, n_starts=256, T=60.0, spread=2.0, seed=0, tol=1e
     ends = ends[torch.isfinite(speed) & (speed < tol)]
     if len(ends) == 0:
         raise RuntimeError(f"no start settled within T={T}: raise T or check that the field has attractors")
-    centres, counts = [], []
-    for p in ends:
-        for i, c in enumerate(centres):
-            if (p - c).norm() < merge:
-                counts[i] += 1
-                break
-        else:
-            centres.append(p)
-            counts.append(1)
+    centres, counts = merge_ends(ends, merge)
     # A saddle can catch a start that lies on its stable manifold; an attractor catches many.
     least = max(2, n_starts // 100)
     centres = [c for c, n in zip(centres, counts) if n >= least]
@@ -454,17 +446,9 @@ def find_saddles(field, x, starts=32, steps=40, tol=1e-4):
         return empty
     y = x[chosen]
     longest = 0.25 * extent.square().mean().sqrt()   # a step no longer than this stays in the region
-    for _ in range(steps):
-        with torch.no_grad():
-            fy = field(y)
-        Jy = jacobian(field, y)
-        ok = torch.isfinite(fy).all(dim=-1) & torch.isfinite(Jy).flatten(1).all(dim=-1)
-        y, fy, Jy = y[ok], fy[ok], Jy[ok]   # a start that left the floats has not converged
-        if len(y) == 0:
-            return empty
-        step = torch.linalg.lstsq(Jy.double(), fy.double().unsqueeze(-1)).solution.squeeze(-1)
-        step = step * (longest / step.norm(dim=-1, keepdim=True).clamp(min=longest)).double()
-        y = y - step.to(y.dtype)
+    y = newton_steps(field, y, steps, longest)
+    if len(y) == 0:
+        return empty
     with torch.no_grad():
         fy = field(y)
     done = (fy.norm(dim=-1) <= tol * speed.median()) & ((y - centre).norm(dim=-1) <= extent.max())
@@ -480,6 +464,39 @@ def find_saddles(field, x, starts=32, steps=40, tol=1e-4):
         return empty
     order = torch.tensor(rates).argsort(descending=True)
     return torch.stack(saddles)[order], torch.tensor(rates, dtype=x.dtype)[order]
+
+
+def newton_steps(field, y, steps, longest):
+    """``steps`` steps of Newton's method on f = 0 from every row of ``y`` at once (least
+    squares, each step at most ``longest`` long). Rows whose field or Jacobian leaves the floats
+    are dropped: they have not converged."""
+    for _ in range(steps):
+        with torch.no_grad():
+            fy = field(y)
+        Jy = jacobian(field, y)
+        ok = torch.isfinite(fy).all(dim=-1) & torch.isfinite(Jy).flatten(1).all(dim=-1)
+        y, fy, Jy = y[ok], fy[ok], Jy[ok]
+        if len(y) == 0:
+            break
+        step = torch.linalg.lstsq(Jy.double(), fy.double().unsqueeze(-1)).solution.squeeze(-1)
+        step = step * (longest / step.norm(dim=-1, keepdim=True).clamp(min=longest)).double()
+        y = y - step.to(y.dtype)
+    return y
+
+
+def merge_ends(ends, merge):
+    """The end points ``ends`` grouped within ``merge`` of the first of each group:
+    ``(centres, counts)``, lists in the order met."""
+    centres, counts = [], []
+    for p in ends:
+        for i, c in enumerate(centres):
+            if (p - c).norm() < merge:
+                counts[i] += 1
+                break
+        else:
+            centres.append(p)
+            counts.append(1)
+    return centres, counts
 
 
 def expansion_rate(field, x, q=0.99):

@@ -235,13 +235,7 @@ class _TargetSide:
     def constraints(self, x):
         """The map's signed, scaled KEFs of the target's edges at one state x: ``[n]``, all > 0
         inside the target's region."""
-        bm, j = self.kef, self.target
-        out = []
-        for (a, b), c, o in zip(bm.edges.pairs, bm.sheet, bm.orientation):
-            if j in (a, b):
-                side = o * psi_of(bm.kefs[c], x[None])[0] / bm.scales[c]
-                out.append(side if j == b else -side)
-        return torch.stack(out)
+        return self.kef.sides(x[None], self.target)[0]
 
 
 def _labels(field, x, attractors, T, relative_tol=None):
