@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
+from .basins import find_edges, find_memories
 from .flow import find_attractors, find_saddle, separatrix_point
 from .rnn import FlipFlopRNN, flipflop_error, flipflop_trials, gru_vector_field
 
@@ -47,22 +48,22 @@ def train_flipflop(n_hidden=2, seed=0, steps=1500, batch=64, lr=1e-2, cell="gru"
 
 
 def describe(model, speed, dt):
-    """Attractors, separatrix point and saddle (with its eigenvalues) of the network's field."""
+    """Attractors, separatrix point and saddle (with its eigenvalues) of the network's field; for
+    k bits, its memories, the edges between neighbours and their saddles."""
     field = gru_vector_field(model, speed=speed, dt=dt)
     n = model.rnn.hidden_size
     # Starts up to norm sqrt(n) (states in +-1). In many units a memory is a slow manifold whose
     # ends lie a few tenths apart: merged within 0.1 sqrt(n), far below the distance between memories.
     merge = 0.1 * n**0.5
-    attractors = find_attractors(field, n, spread=n**0.5, merge=merge)
-    card = {"attractors": attractors.tolist(), "attractor_merge_radius": merge}
     if model.rnn.input_size > 1:   # k bits: the 2^k memories and the saddles between neighbours
-        from .basins import find_edges, find_memories
         memories = find_memories(field, n, spread=n**0.5, merge=merge)
         edges = find_edges(field, memories)
-        card = {"attractors": memories.tolist(), "attractor_merge_radius": merge,
+        return {"attractors": memories.tolist(), "attractor_merge_radius": merge,
                 "edges": [list(e) for e in edges.pairs],
                 "saddles": edges.saddles.tolist(), "saddle_rates": edges.rates.tolist()}
-    elif len(attractors) == 2:
+    attractors = find_attractors(field, n, spread=n**0.5, merge=merge)
+    card = {"attractors": attractors.tolist(), "attractor_merge_radius": merge}
+    if len(attractors) == 2:
         point = separatrix_point(field, attractors[0], attractors[1])
         saddle, eig = find_saddle(field, point, attractors[0], attractors[1])
         card.update(separatrix_point=point.tolist(), saddle=saddle.tolist(),
